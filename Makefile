@@ -1,0 +1,50 @@
+# openbell: two commands on a fresh machine.
+#   make run    the main job: the platform's SLO workflow, end to end (becomes the gameday later)
+#   make test   every test, against real promtool and a real Prometheus
+# Both install what they need first (Debian packages, a virtualenv, pip), idempotently.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.openbell-installed
+BUILD := build
+PROMETHEUS_URL ?=
+
+.PHONY: setup system run test lint bench clean
+
+setup: system $(STAMP)
+
+system:
+	@bash scripts/install-system.sh
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+# The SLO workflow on the platform's specs: validate, explain, generate the rules in both formats,
+# check them with promtool, and (given PROMETHEUS_URL) report live status.
+run: setup
+	$(BIN)/openbell slo lint slo/
+	$(BIN)/openbell slo explain slo/
+	$(BIN)/openbell slo rules slo/ -o $(BUILD)/slo-rules.yaml
+	$(BIN)/openbell slo rules slo/ --format prometheus-operator --namespace monitoring -o $(BUILD)/slo-prometheusrule.yaml
+	promtool check rules $(BUILD)/slo-rules.yaml
+	$(BIN)/openbell runbook list
+	@if [ -n "$(PROMETHEUS_URL)" ]; then $(BIN)/openbell slo status slo/ --prometheus $(PROMETHEUS_URL); fi
+
+test: setup
+	$(BIN)/ruff check cli tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest -q
+
+lint: setup
+	$(BIN)/ruff check cli tests bench
+	$(BIN)/mypy
+
+bench: setup
+	$(BIN)/python bench/cli_startup.py
+
+clean:
+	rm -rf $(BUILD) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+from openbell.commands.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""Typer commands: parse arguments, call a capability, render. No logic lives here."""

@@ -1,0 +1,1 @@
+"""Run results -> JSON, JUnit XML and (later) HTML reports."""

@@ -1,0 +1,1 @@
+"""On-call runbooks: an index of runbooks/ by alert name, and lookup."""
