@@ -157,9 +157,9 @@ def test_low_traffic_guard_keeps_a_trickle_of_errors_from_paging(tmp_path):
 def test_latency_sli_pages_when_requests_slow_down(tmp_path):
     slo = LATENCY_99
     rules = write_rules(tmp_path, [slo])
-    outage = 15 * 60 // STEP
-    fast = [RATE] * HISTORY + [0.0] * outage
-    total = [RATE] * (HISTORY + outage)
+    outage, recovery = 15 * 60 // STEP, 40 * 60 // STEP
+    fast = [RATE] * HISTORY + [0.0] * outage + [RATE] * recovery
+    total = [RATE] * (HISTORY + outage + recovery)
     series = [
         {"series": 'push_seconds_bucket{job="push", le="0.01"}', "values": counter(fast)},
         {"series": 'push_seconds_bucket{job="push", le="0.05"}', "values": counter(fast)},
@@ -176,6 +176,7 @@ def test_latency_sli_pages_when_requests_slow_down(tmp_path):
         "alert_rule_test": [
             _alert(slo.alert_name, t0 - STEP),
             _alert(slo.alert_name, _first_eval_at_or_after(t0 + detection + STEP), [_page_labels(slo)]),
+            _alert(slo.alert_name, t0 + (outage + recovery - 1) * STEP),  # resolved 39 minutes after recovery
         ],
     }], STEP)
 
@@ -183,8 +184,8 @@ def test_latency_sli_pages_when_requests_slow_down(tmp_path):
 def test_threshold_sli_pages_when_the_gauge_stays_out_of_bounds(tmp_path):
     slo = THRESHOLD_999
     rules = write_rules(tmp_path, [slo])
-    outage = 10 * 60 // STEP
-    lag = [0.01] * HISTORY + [0.5] * outage
+    outage, recovery = 10 * 60 // STEP, 40 * 60 // STEP
+    lag = [0.01] * HISTORY + [0.5] * outage + [0.01] * recovery
     detection = window_pairs()[0].detection_time_s(slo.error_budget)
     assert detection is not None
     t0 = HISTORY * STEP  # a gauge is out of bounds from its first bad sample
@@ -195,6 +196,7 @@ def test_threshold_sli_pages_when_the_gauge_stays_out_of_bounds(tmp_path):
         "alert_rule_test": [
             _alert(slo.alert_name, t0 - STEP),
             _alert(slo.alert_name, _first_eval_at_or_after(t0 + detection + STEP), [_page_labels(slo)]),
+            _alert(slo.alert_name, t0 + (outage + recovery - 1) * STEP),  # resolved 39 minutes after recovery
         ],
     }], STEP)
 
