@@ -29,43 +29,15 @@ pytestmark = pytest.mark.prometheus
 END = (int(time.time()) // 60) * 60 - 120  # the backfilled history ends two minutes ago
 SPAN = 7 * 3600
 
+
+def _ratio(bad: str, total: str) -> str:
+    return f"sli:\n  ratio:\n    bad: {bad}\n    total: {total}\n"
+
+
 SPECS = {
-    "healthy": """
-sli:
-  ratio:
-    bad: req_total{job="healthy", code="500"}
-    total: req_total{job="healthy"}
-""",
-    "burning": """
-sli:
-  ratio:
-    bad: req_total{job="burning", code="500"}
-    total: req_total{job="burning"}
-""",
-    "idle": """
-sli:
-  ratio:
-    bad: req_total{job="idle", code="500"}
-    total: req_total{job="idle"}
-""",
-    "trickle": """
-sli:
-  ratio:
-    bad: req_total{job="trickle", code="500"}
-    total: req_total{job="trickle"}
-""",
-    "reset": """
-sli:
-  ratio:
-    bad: req_total{job="reset", code="500"}
-    total: req_total{job="reset"}
-""",
-    "missing": """
-sli:
-  ratio:
-    bad: nothing_here_total{code="500"}
-    total: nothing_here_total
-""",
+    **{job: _ratio(f'req_total{{job="{job}", code="500"}}', f'req_total{{job="{job}"}}')
+       for job in ("healthy", "burning", "idle", "trickle", "reset")},
+    "missing": _ratio('nothing_here_total{code="500"}', "nothing_here_total"),
     "push": """
 groupBy: [exchange]
 sli:
@@ -81,12 +53,7 @@ sli:
     gauge: lag_seconds{job="pipe"}
     bound: 0.05
 """,
-    "live": """
-sli:
-  ratio:
-    bad: live_requests_total{job="live", code="500"}
-    total: live_requests_total{job="live"}
-""",
+    "live": _ratio('live_requests_total{job="live", code="500"}', 'live_requests_total{job="live"}'),
 }
 
 

@@ -81,6 +81,8 @@ class Alerting:
     page_labels: dict[str, str] = field(default_factory=dict)
     ticket_labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
+    page_annotations: dict[str, str] = field(default_factory=dict)
+    ticket_annotations: dict[str, str] = field(default_factory=dict)
     min_events: int | None = None
     absent: bool = True
     absent_for_s: float = 600.0

@@ -121,12 +121,14 @@ def pair_condition(slo: SLO, pair: WindowPair) -> str:
     return cond
 
 
-def _annotations(slo: SLO, options: RuleOptions, summary: str, description: str) -> dict[str, str]:
+def _annotations(slo: SLO, options: RuleOptions, summary: str, description: str,
+                 extra: dict[str, str] | None = None) -> dict[str, str]:
     out = {"summary": summary, "description": description}
     url = runbook_url(slo, options)
     if url:
         out["runbook_url"] = url
     out.update(slo.alerting.annotations)
+    out.update(extra or {})
     return out
 
 
@@ -148,6 +150,7 @@ def _burn_alert(slo: SLO, severity: str, pairs: list[WindowPair], options: RuleO
             description=(f"{slo.service} {slo.name}{group} is failing its {slo.objective_percent:g}% objective over "
                          f"{human_duration(slo.period_s)}: error ratio {{{{ $value | humanizePercentage }}}} over the "
                          f"long window, burning beyond {windows}."),
+            extra=slo.alerting.page_annotations if severity == "page" else slo.alerting.ticket_annotations,
         ),
     }
 

@@ -104,7 +104,9 @@ def _alerting(node: Node | None) -> Alerting:
         labels=node.str_map("labels"),
         page_labels=page_labels,
         ticket_labels=ticket_labels,
-        annotations={**node.str_map("annotations"), **page_ann, **ticket_ann},
+        annotations=node.str_map("annotations"),
+        page_annotations=page_ann,
+        ticket_annotations=ticket_ann,
     )
     node.done()
     return out

@@ -106,6 +106,6 @@ def check_unique(slos: list[SLO]) -> None:
     for slo in slos:
         key = (slo.service, slo.name)
         if key in seen:
-            raise SpecError(slo.source, "metadata.name", f"duplicate SLO {slo.name!r} of service {slo.service!r}"
+            raise SpecError(slo.source, "name", f"duplicate SLO {slo.name!r} of service {slo.service!r}"
                             f" (also defined in {seen[key].source})")
         seen[key] = slo
