@@ -249,3 +249,51 @@ def test_sli_absent_alert_fires_when_metrics_are_missing(tmp_path):
             _alert(slo.absent_alert_name, 11 * 60, [{"severity": "ticket", "slo": slo.name, "service": slo.service}]),
         ],
     }], STEP)
+
+
+def test_good_query_keeps_paging_when_the_good_series_vanishes(tmp_path):
+    """A restart into a broken state: the success series is never exported again, every request fails."""
+    slo = SLO(service="checkout", name="checkout-good", objective_ratio=0.995, alerting=_alerting(),
+              sli=RatioSLI(total='rate(co_total{job="co"}[{{.window}}])',
+                           good='rate(co_total{job="co", result="ok"}[{{.window}}])'))
+    rules = write_rules(tmp_path, [slo])
+    outage = 60 * 60 // STEP
+    ok_values = counter([RATE] * HISTORY)  # ends at the restart: no more samples
+    series = [{"series": 'co_total{job="co", result="ok"}', "values": ok_values},
+              {"series": 'co_total{job="co", result="error"}', "values": counter([0.0] * HISTORY + [RATE] * outage)}]
+    t_end = (HISTORY + outage - 1) * STEP
+    run_rule_tests(tmp_path, rules, [{
+        "interval": f"{STEP}s",
+        "input_series": series,
+        "alert_rule_test": [_alert(slo.alert_name, t, [_page_labels(slo)])
+                            for t in (HISTORY * STEP + 40 * 60, t_end)],
+    }], STEP)
+
+
+def test_slos_whose_names_join_alike_get_distinct_rule_groups(tmp_path):
+    a = SLO(service="api", name="gateway-errors", objective_ratio=0.999, sli=RATIO_999.sli)
+    b = SLO(service="api-gateway", name="errors", objective_ratio=0.999, sli=RATIO_999.sli)
+    proc = check_rules(write_rules(tmp_path, [a, b]))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_threshold_period_recording_does_not_quantise_the_budget(tmp_path):
+    """One 20-minute breach spends 20 minutes of bad time wherever it falls against any step grid."""
+    slo = THRESHOLD_999
+    rules = write_rules(tmp_path, [slo])
+    step = 60  # coarser than the other suites: this one only reads the 30-day recording
+    span = 6 * 3600 // step
+    cases = []
+    for offset_min in (60, 77, 89):
+        lag = [0.5 if offset_min <= i < offset_min + 20 else 0.01 for i in range(span)]
+        cases.append({
+            "interval": f"{step}s",
+            "input_series": [{"series": 'lag_seconds{job="pipe"}', "values": gauge(lag)}],
+            "promql_expr_test": [{
+                "expr": 'round(slo:sli_error:ratio_rate4w2d{slo="pipe-lag"} * (5 * 3600 + 55 * 60) / 60)',
+                "eval_time": f"{(span - 1) * step}s",
+                # 20 minutes bad in the data the 30d window holds so far (minus the first 5m window)
+                "exp_samples": [{"labels": '{slo="pipe-lag", service="pipe"}', "value": 20}],
+            }],
+        })
+    run_rule_tests(tmp_path, rules, cases, step)

@@ -272,3 +272,38 @@ def test_sloth_spec(tmp_path):
 def test_sloth_plugin_is_refused(tmp_path):
     text = SLOTH.replace("      events:\n", "      plugin:\n        id: x\n      events:\n")
     assert "slos[0].sli.plugin: Sloth SLI plugins are not supported" in error_of(write(tmp_path, text))
+
+
+def test_trailing_by_clause_keeps_the_group_label(tmp_path):
+    sli = ("ratio: {bad: 'sum(rate(e_total[{{.window}}])) by (region)', "
+           "total: 'sum(rate(t_total[{{.window}}])) by (region)'}")
+    (slo,) = load_slos([native(tmp_path, sli=sli, extra="  groupBy: [region]\n")])
+    assert slo.group_by == ("region",)
+
+
+def test_a_period_without_a_unit_is_refused(tmp_path):
+    msg = error_of(native(tmp_path, period="2592000"))
+    assert "spec.period: expected a duration with a unit" in msg
+
+
+def test_a_file_without_slos_is_refused(tmp_path):
+    empty = write(tmp_path, "# nothing here\n", "empty.yaml")
+    assert "no SLOs in these files" in error_of(empty)
+
+
+def test_the_same_file_named_twice_loads_once(tmp_path):
+    path = native(tmp_path)
+    assert len(load_slos([path, tmp_path])) == 1
+
+
+def test_absent_alert_carries_the_spec_labels(tmp_path):
+    from openbell.slo.rules import generate
+
+    path = native(tmp_path, extra="")
+    text = path.read_text().replace("metadata:\n  name: avail\n", "metadata:\n  name: avail\n  labels: {team: shop}\n")
+    path.write_text(text)
+    (slo,) = load_slos([path])
+    (group,) = generate([slo])["groups"]
+    absent = next(r for r in group["rules"] if r.get("alert", "").endswith("SLIAbsent"))
+    assert absent["labels"]["team"] == "shop"
+    assert group["name"] == "openbell-slo/svc/avail"

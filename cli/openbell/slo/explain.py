@@ -49,6 +49,10 @@ def warnings(slo: SLO) -> list[str]:
             out.append(f"{slo.source}: {slo.name}: the {f.severity} pair {human_duration(f.long_window_s)}/"
                        f"{human_duration(f.short_window_s)} needs an error ratio of {f.error_ratio_threshold:.0%}"
                        " and can never fire; raise the objective or disable that severity")
+    shortest = window_pairs(slo.period_s)[0].short_window_s
+    if shortest < 120:
+        out.append(f"{slo.source}: {slo.name}: its shortest window is {human_duration(shortest)}: rate() needs a"
+                   f" scrape interval of at most {human_duration(shortest / 4)} for it to be reliable")
     if slo.runbook is None:
         out.append(f"{slo.source}: {slo.name}: no runbook: its alerts will have no runbook_url")
     return out

@@ -29,14 +29,19 @@ SPEC_SUFFIXES = (".yaml", ".yml")
 def spec_files(paths: Iterable[str | Path]) -> list[Path]:
     """Every spec file under `paths` (folders are searched recursively), in a stable order."""
     files: list[Path] = []
+    seen: set[Path] = set()
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.suffix in SPEC_SUFFIXES and p.is_file()))
+            found = sorted(p for p in path.rglob("*") if p.suffix in SPEC_SUFFIXES and p.is_file())
         elif path.is_file():
-            files.append(path)
+            found = [path]
         else:
             raise SpecError(str(path), "", "no such file or folder")
+        for file in found:  # the same file named twice (a folder and a file in it) loads once
+            if file.resolve() not in seen:
+                seen.add(file.resolve())
+                files.append(file)
     if not files:
         raise SpecError(", ".join(str(p) for p in paths) or "(no paths)", "", "no SLO spec files (*.yaml, *.yml) found")
     return files
@@ -63,7 +68,8 @@ def read_documents(path: Path) -> list[dict[str, Any]]:
 def load_slos(paths: Iterable[str | Path]) -> list[SLO]:
     """Load, validate and return every SLO under `paths`. Raises SpecError on the first problem."""
     entries: list[tuple[str, dict[str, Any]]] = []
-    for file in spec_files(list(paths)):
+    files = spec_files(list(paths))
+    for file in files:
         entries.extend((str(file), doc) for doc in read_documents(file))
 
     openslo_slis: dict[str, tuple[str, dict[str, Any]]] = {}
@@ -74,6 +80,8 @@ def load_slos(paths: Iterable[str | Path]) -> list[SLO]:
     slos: list[SLO] = []
     for source, doc in entries:
         slos.extend(_load_document(source, doc, openslo_slis))
+    if not slos:
+        raise SpecError(", ".join(str(f) for f in files), "", "no SLOs in these files (expected kind: SLO documents)")
     check_unique(slos)
     return slos
 

@@ -31,7 +31,7 @@ def load_native(source: str, doc: dict[str, Any]) -> SLO:
         name=name,
         description=spec.text("description", ""),
         objective_ratio=round(objective / 100.0, 12),
-        period_s=spec.duration_s("period", 30 * 86400.0),
+        period_s=spec.duration_s("period", 30 * 86400.0, bare_seconds=False),
         labels=labels,
         runbook=spec.text("runbook", None),
         group_by=tuple(spec.str_list("groupBy")),
@@ -107,7 +107,7 @@ def _alerting(node: Node | None) -> Alerting:
         annotations=node.str_map("annotations"),
         min_events=None if min_events is None else int(min_events),
         absent=node.flag("absent", True),
-        absent_for_s=node.duration_s("absentFor", 600.0),
+        absent_for_s=node.duration_s("absentFor", 600.0, bare_seconds=False),
     )
     node.done()
     return out

@@ -67,7 +67,9 @@ def error_ratio(slo: SLO, window_s: float) -> str:
             return f"({bad} or (0 * {total}))\n/\n{total}"
         assert sli.good is not None
         good = f"{_by(slo)} ({render_window(sli.good, window_s)})"
-        return f"1 - (\n{good}\n/\n{total}\n)"
+        # A good-events series that vanishes (a restart into a broken state) is zero good events,
+        # not "no data": the outage must keep paging. (total - good) / total also avoids 1 - x rounding.
+        return f"(\n{total}\n-\n({good} or (0 * {total}))\n)\n/\n{total}"
     if isinstance(sli, LatencySLI):
         window = promql_duration(window_s)
         count = f"{sli.histogram}_count{_matchers(sli.selector)}"
@@ -80,7 +82,9 @@ def error_ratio(slo: SLO, window_s: float) -> str:
 def threshold_error_ratio(slo: SLO, sli: ThresholdSLI, window_s: float) -> str:
     """Share of the window during which the gauge was out of bounds (a subquery of 0/1 samples)."""
     agg = _by(slo, sli.aggregation)
-    resolution = max(1, round(window_s / 1000))
+    # Fine enough that a breach is counted to within a minute even over a 30-day period (a coarser
+    # step would quantise the budget), coarse enough to keep the subquery under ~45k steps.
+    resolution = min(60, max(1, round(window_s / 1000)))
     bad = f"{agg} ({sli.gauge.strip()}) {_NEGATE[sli.op]} bool {sli.bound!r}"
     return (f"avg_over_time((\n{bad}\n)[{promql_duration(window_s)}:{promql_duration(resolution)}])")
 

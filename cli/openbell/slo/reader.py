@@ -68,10 +68,13 @@ class Node:
             raise self.error(key, f"expected a number, got {_kind(value)}")
         return float(value)
 
-    def duration_s(self, key: str, default: Any = _MISSING) -> Any:
+    def duration_s(self, key: str, default: Any = _MISSING, bare_seconds: bool = True) -> Any:
+        """A duration; with bare_seconds False a number without a unit is refused (is 30 days or seconds?)."""
         value = self.raw(key, default)
         if value is default and default is not _MISSING:
             return value
+        if not bare_seconds and (isinstance(value, int | float) or str(value).strip().replace(".", "").isdigit()):
+            raise self.error(key, f"expected a duration with a unit such as 30d or 10m, got {value!r}")
         try:
             return parse_duration_s(value)
         except ValueError as exc:

@@ -1,6 +1,7 @@
 """SLO model -> Prometheus recording and alerting rules (plain dicts, ready to dump as YAML).
 
-Naming scheme (documented in slo/README.md):
+One rule group per SLO, ``openbell-slo/<service>/<name>``, recordings first and alerts last, so the
+alerts always read recordings of the same evaluation. Naming scheme (documented in slo/README.md):
 - recording ``slo:sli_error:ratio_rate<window>``        SLI error ratio over each window used
 - recording ``slo:objective:ratio``, ``slo:error_budget:ratio``
 - recording ``slo:period_error_budget_remaining:ratio``  budget left over the compliance period
@@ -16,7 +17,7 @@ from typing import Any
 
 from openbell.slo.burn import default_min_events
 from openbell.slo.durations import human_duration, promql_duration
-from openbell.slo.model import SLO
+from openbell.slo.model import SLO, ThresholdSLI
 from openbell.slo.promql import error_ratio, event_rate
 from openbell.slo.windows import WindowPair, window_pairs, windows_used
 
@@ -49,7 +50,7 @@ def runbook_url(slo: SLO, options: RuleOptions) -> str | None:
 
 
 def generate(slos: list[SLO], options: RuleOptions = RuleOptions()) -> dict[str, Any]:
-    """Rule groups for Prometheus' rule_files (``{"groups": [...]}``), three groups per SLO."""
+    """Rule groups for Prometheus' rule_files (``{"groups": [...]}``), one group per SLO."""
     groups: list[dict[str, Any]] = []
     for slo in slos:
         groups.extend(slo_groups(slo, options))
@@ -69,14 +70,20 @@ def as_prometheus_rule(rules: dict[str, Any], name: str = "openbell-slos",
 def slo_groups(slo: SLO, options: RuleOptions = RuleOptions()) -> list[dict[str, Any]]:
     pairs = window_pairs(slo.period_s)
     severities = {s for s, on in (("page", slo.alerting.page), ("ticket", slo.alerting.ticket)) if on}
-    windows = windows_used(pairs, severities or {"page"})
+    # The fastest short window is always recorded: the SLIAbsent alert and dashboards watch it even
+    # when only tickets are enabled.
+    windows = sorted({pairs[0].short_window_s, *windows_used(pairs, severities)})
     base_labels = {"slo": slo.name, "service": slo.service, **slo.labels}
-    prefix = f"openbell-slo-{slo.service}-{slo.name}"
 
     sli_rules = [{"record": error_metric(w), "expr": error_ratio(slo, w), "labels": dict(base_labels)}
                  for w in windows]
-    sli_rules.append({"record": error_metric(slo.period_s), "expr": error_ratio(slo, slo.period_s),
-                      "labels": dict(base_labels)})
+    if isinstance(slo.sli, ThresholdSLI):
+        # A month-long subquery is costly on every evaluation; the time-weighted mean of the fastest
+        # recording is the same share of bad time (to within one short window at the edges).
+        period_expr = f"avg_over_time({error_metric(windows[0])}{selector(slo)}[{promql_duration(slo.period_s)}])"
+    else:
+        period_expr = error_ratio(slo, slo.period_s)
+    sli_rules.append({"record": error_metric(slo.period_s), "expr": period_expr, "labels": dict(base_labels)})
     meta_rules = [
         {"record": "slo:objective:ratio", "expr": f"vector({_fmt(slo.objective_ratio)})", "labels": dict(base_labels)},
         {"record": "slo:error_budget:ratio", "expr": f"vector({_fmt(slo.error_budget)})", "labels": dict(base_labels)},
@@ -92,13 +99,12 @@ def slo_groups(slo: SLO, options: RuleOptions = RuleOptions()) -> list[dict[str,
         alerts.append(_burn_alert(slo, severity, sev_pairs, options))
     if slo.alerting.absent:
         alerts.append(_absent_alert(slo, windows[0], options))
-    groups = [
-        {"name": f"{prefix}-sli", "rules": sli_rules},
-        {"name": f"{prefix}-meta", "rules": meta_rules},
-    ]
-    if alerts:
-        groups.append({"name": f"{prefix}-alerts", "rules": alerts})
-    return groups
+    return [{"name": group_name(slo), "rules": [*sli_rules, *meta_rules, *alerts]}]
+
+
+def group_name(slo: SLO) -> str:
+    """Unique per (service, name): '/' cannot occur in either, so no two SLOs share a group."""
+    return f"openbell-slo/{slo.service}/{slo.name}"
 
 
 def min_events_for(slo: SLO, pair: WindowPair) -> int:
@@ -160,7 +166,8 @@ def _absent_alert(slo: SLO, window_s: float, options: RuleOptions) -> dict[str, 
         "alert": slo.absent_alert_name,
         "expr": f"absent({error_metric(window_s)}{selector(slo)})",
         "for": promql_duration(slo.alerting.absent_for_s),
-        "labels": {"severity": "ticket", **slo.alerting.labels},
+        # absent() keeps only the selector's labels: add the spec's own so routing by team still works.
+        "labels": {"severity": "ticket", **slo.labels, **slo.alerting.labels},
         "annotations": _annotations(
             slo, options,
             summary=f"{slo.service} {slo.name}: SLI cannot be computed",

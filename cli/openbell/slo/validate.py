@@ -28,6 +28,7 @@ class FieldPaths:
     """Where each checked value lives in the user's document."""
 
     name: str = "metadata.name"
+    service: str = "spec.service"
     objective: str = "spec.objective"
     period: str = "spec.period"
     runbook: str = "spec.runbook"
@@ -41,6 +42,8 @@ def check_slo(slo: SLO, paths: FieldPaths = FieldPaths()) -> None:
     src = slo.source
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", slo.name):
         raise SpecError(src, paths.name, f"expected letters, digits, '.', '_' or '-', got {slo.name!r}")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", slo.service):
+        raise SpecError(src, paths.service, f"expected letters, digits, '.', '_' or '-', got {slo.service!r}")
     if not 0 < slo.objective_ratio < 1:
         raise SpecError(src, paths.objective, "expected an objective in (0, 100) percent")
     if slo.period_s < min_period_s():
@@ -82,6 +85,11 @@ def _check_grouping(slo: SLO, expr: str, field: str) -> None:
     """An aggregation that drops a group_by label would silently merge every group into one."""
     for match in _AGGREGATION.finditer(expr):
         mode, labels = match.group(2), match.group(3) or "()"
+        if mode is None:
+            # PromQL also allows the clause after the arguments: sum(rate(x[5m])) by (region).
+            trailing = _TRAILING.match(expr, _closing_paren(expr, match.end() - 1) + 1)
+            if trailing:
+                mode, labels = trailing.group(1), trailing.group(2)
         kept = {x.strip() for x in labels.strip("()").split(",") if x.strip()}
         for label in slo.group_by:
             dropped = (mode is None) or (mode.lower() == "by" and label not in kept) or (
@@ -90,6 +98,22 @@ def _check_grouping(slo: SLO, expr: str, field: str) -> None:
                 raise SpecError(slo.source, field, f"the aggregation {match.group(0).strip()!r} drops the"
                                 f" groupBy label {label!r}; keep it (by ({label}, ...)) or leave the"
                                 " expression unaggregated")
+
+
+_TRAILING = re.compile(r"\s*(by|without)\s*(\([^()]*\))", re.IGNORECASE)
+
+
+def _closing_paren(expr: str, open_at: int) -> int:
+    """Index of the parenthesis closing the one at `open_at` (or the end of the text)."""
+    depth = 0
+    for i in range(open_at, len(expr)):
+        if expr[i] == "(":
+            depth += 1
+        elif expr[i] == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+    return len(expr)
 
 
 def resolve_runbook(slo: SLO) -> Path | None:
