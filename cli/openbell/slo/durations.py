@@ -21,18 +21,21 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
 _WHOLE = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w|y))+$")
 
 
-def parse_duration_s(text: str | int | float) -> float:
-    """Seconds in a duration such as "30d", "1h30m", "50ms" or a bare number of seconds.
+def parse_duration_s(text: str | int | float, bare_seconds: bool = True) -> float:
+    """Seconds in a duration such as "30d", "1h30m", "50ms" or (if `bare_seconds`) a bare number of seconds.
 
     Raises ValueError with what was expected when the text is not a positive duration.
     """
     if isinstance(text, bool):
         raise ValueError("expected a duration such as 30d, 1h or 250ms")
+    bare = isinstance(text, int | float) or bool(re.fullmatch(r"\d+(?:\.\d+)?", str(text).strip()))
+    if bare and not bare_seconds:
+        raise ValueError(f"expected a duration with a unit such as 30d or 10m, got {text!r}")
     if isinstance(text, int | float):
         seconds = float(text)
     else:
         t = text.strip()
-        if re.fullmatch(r"\d+(?:\.\d+)?", t):
+        if bare:
             seconds = float(t)
         elif _WHOLE.match(t):
             seconds = sum(float(n) * _UNITS_S[u] for n, u in _PART.findall(t))

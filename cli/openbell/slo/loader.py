@@ -39,8 +39,9 @@ def spec_files(paths: Iterable[str | Path]) -> list[Path]:
         else:
             raise SpecError(str(path), "", "no such file or folder")
         for file in found:  # the same file named twice (a folder and a file in it) loads once
-            if file.resolve() not in seen:
-                seen.add(file.resolve())
+            real = file.resolve()
+            if real not in seen:
+                seen.add(real)
                 files.append(file)
     if not files:
         raise SpecError(", ".join(str(p) for p in paths) or "(no paths)", "", "no SLO spec files (*.yaml, *.yml) found")

@@ -73,10 +73,8 @@ class Node:
         value = self.raw(key, default)
         if value is default and default is not _MISSING:
             return value
-        if not bare_seconds and (isinstance(value, int | float) or str(value).strip().replace(".", "").isdigit()):
-            raise self.error(key, f"expected a duration with a unit such as 30d or 10m, got {value!r}")
         try:
-            return parse_duration_s(value)
+            return parse_duration_s(value, bare_seconds=bare_seconds)
         except ValueError as exc:
             raise self.error(key, str(exc)) from None
 

@@ -51,10 +51,7 @@ def runbook_url(slo: SLO, options: RuleOptions) -> str | None:
 
 def generate(slos: list[SLO], options: RuleOptions = RuleOptions()) -> dict[str, Any]:
     """Rule groups for Prometheus' rule_files (``{"groups": [...]}``), one group per SLO."""
-    groups: list[dict[str, Any]] = []
-    for slo in slos:
-        groups.extend(slo_groups(slo, options))
-    return {"groups": groups}
+    return {"groups": [slo_group(slo, options) for slo in slos]}
 
 
 def as_prometheus_rule(rules: dict[str, Any], name: str = "openbell-slos",
@@ -67,7 +64,7 @@ def as_prometheus_rule(rules: dict[str, Any], name: str = "openbell-slos",
             "spec": rules}
 
 
-def slo_groups(slo: SLO, options: RuleOptions = RuleOptions()) -> list[dict[str, Any]]:
+def slo_group(slo: SLO, options: RuleOptions = RuleOptions()) -> dict[str, Any]:
     pairs = window_pairs(slo.period_s)
     severities = {s for s, on in (("page", slo.alerting.page), ("ticket", slo.alerting.ticket)) if on}
     # The fastest short window is always recorded: the SLIAbsent alert and dashboards watch it even
@@ -99,7 +96,7 @@ def slo_groups(slo: SLO, options: RuleOptions = RuleOptions()) -> list[dict[str,
         alerts.append(_burn_alert(slo, severity, sev_pairs, options))
     if slo.alerting.absent:
         alerts.append(_absent_alert(slo, windows[0], options))
-    return [{"name": group_name(slo), "rules": [*sli_rules, *meta_rules, *alerts]}]
+    return {"name": group_name(slo), "rules": [*sli_rules, *meta_rules, *alerts]}
 
 
 def group_name(slo: SLO) -> str:

@@ -16,6 +16,7 @@ from openbell.slo.model import SLO, LatencySLI, RatioSLI
 from openbell.slo.promql import has_window, is_bare_selector
 from openbell.slo.windows import min_period_s
 
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _RESERVED_LABELS = {"slo", "service", "severity", "le", "__name__"}
 _AGGREGATION = re.compile(
@@ -40,10 +41,9 @@ class FieldPaths:
 
 def check_slo(slo: SLO, paths: FieldPaths = FieldPaths()) -> None:
     src = slo.source
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", slo.name):
-        raise SpecError(src, paths.name, f"expected letters, digits, '.', '_' or '-', got {slo.name!r}")
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", slo.service):
-        raise SpecError(src, paths.service, f"expected letters, digits, '.', '_' or '-', got {slo.service!r}")
+    for field, value in ((paths.name, slo.name), (paths.service, slo.service)):
+        if not _NAME.fullmatch(value):
+            raise SpecError(src, field, f"expected letters, digits, '.', '_' or '-', got {value!r}")
     if not 0 < slo.objective_ratio < 1:
         raise SpecError(src, paths.objective, "expected an objective in (0, 100) percent")
     if slo.period_s < min_period_s():
