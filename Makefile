@@ -10,12 +10,23 @@ STAMP := $(VENV)/.openbell-installed
 BUILD := build
 PROMETHEUS_URL ?=
 
-.PHONY: setup system run test lint bench clean
+GATEWAY := $(BUILD)/bin/openbell-gateway
+GATEWAY_SRC := $(shell find services/gateway -name '*.go' -o -name go.mod -o -name go.sum 2>/dev/null)
 
-setup: system $(STAMP)
+.PHONY: setup system kafka run test lint bench clean
+
+setup: system kafka $(STAMP) $(GATEWAY)
 
 system:
 	@bash scripts/install-system.sh
+
+# Apache Kafka's broker jars from Maven Central, into the user's cache (the sandbox runs them on Java 17).
+kafka:
+	@bash scripts/fetch-kafka.sh
+
+# The WebSocket gateway is Go (the fan-out hot path); the Go module proxy supplies its dependencies.
+$(GATEWAY): $(GATEWAY_SRC)
+	cd services/gateway && go build -trimpath -o ../../$(GATEWAY) .
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,12 +46,12 @@ run: setup
 	@if [ -n "$(PROMETHEUS_URL)" ]; then $(BIN)/openbell slo status slo/ --prometheus $(PROMETHEUS_URL); fi
 
 test: setup
-	$(BIN)/ruff check cli tests bench
+	$(BIN)/ruff check cli services tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 lint: setup
-	$(BIN)/ruff check cli tests bench
+	$(BIN)/ruff check cli services tests bench
 	$(BIN)/mypy
 
 bench: setup

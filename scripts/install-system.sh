@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Debian packages openbell needs on this machine, installed only when missing (idempotent).
 #   prometheus: the server and promtool (rule checks, rule unit tests, TSDB backfill in tests)
+#   haproxy: the sandbox's edge (stable/canary split, admin socket, Prometheus exporter)
+#   postgresql-15: the ledger's database in the sandbox; prometheus-postgres-exporter: its metrics
 set -euo pipefail
 
 need=()
-command -v promtool >/dev/null 2>&1 || need+=(prometheus)
-command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || need+=(prometheus)
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+[ -x /usr/lib/postgresql/15/bin/postgres ] || need+=(postgresql-15)
+[ -x /usr/bin/prometheus-postgres-exporter ] || need+=(prometheus-postgres-exporter)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from openbell import __version__
-from openbell.commands import runbook, slo
+from openbell.commands import runbook, sandbox, slo
 from openbell.commands.output import Output, Settings
 from openbell.errors import OpenbellError
 
@@ -22,6 +22,7 @@ app = typer.Typer(
 )
 app.add_typer(slo.app, name="slo")
 app.add_typer(runbook.app, name="runbook")
+app.add_typer(sandbox.app, name="sandbox")
 
 
 def _version(value: bool) -> None:

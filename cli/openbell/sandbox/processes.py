@@ -1,0 +1,160 @@
+"""Daemon processes: start detached, recognise by pid *and* start time, stop by process group, find orphans.
+
+A pid alone is not an identity: after a crash the number can be reused by an unrelated process. Every
+process the sandbox starts is recorded with its kernel start time and tagged with `OPENBELL_SANDBOX=<home>`
+in its environment, so `down` can also find children whose parent died.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+TAG = "OPENBELL_SANDBOX"
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    """What the state file remembers of a started process."""
+
+    pid: int
+    start_ticks: int
+
+    def to_json(self) -> dict[str, int]:
+        return {"pid": self.pid, "start_ticks": self.start_ticks}
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces and parentheses: split after its closing one.
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def start_ticks(pid: int) -> int | None:
+    """The process' start time in clock ticks since boot (field 22 of /proc/<pid>/stat), None if gone."""
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields else None
+
+
+def is_running(record: ProcessRecord) -> bool:
+    """True while the recorded process (not a reused pid) exists and is not a zombie."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(record.pid, os.WNOHANG)  # reap it if it was our child and has exited
+    fields = _stat_fields(record.pid)
+    if fields is None or fields[0] in ("Z", "X"):
+        return False
+    return int(fields[19]) == record.start_ticks
+
+
+def spawn(
+    argv: Sequence[str],
+    log: Path,
+    env: Mapping[str, str],
+    home: Path,
+    cwd: Path | None = None,
+    user: str | None = None,
+) -> ProcessRecord:
+    """Start `argv` detached (own session, stdin closed, output appended to `log`); it outlives the CLI."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    full_env = {**os.environ, **env, TAG: str(home)}
+    with open(log, "ab") as out:
+        out.write(f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} start: {' '.join(argv)}\n".encode())
+        out.flush()
+        proc = subprocess.Popen(
+            list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=full_env,
+            cwd=cwd, start_new_session=True, close_fds=True, user=user, group=user,
+            extra_groups=[] if user else None,
+        )
+    ticks = start_ticks(proc.pid)
+    return ProcessRecord(proc.pid, ticks if ticks is not None else -1)
+
+
+def signal_group(record: ProcessRecord, sig: int) -> None:
+    """Send `sig` to the process' group (it leads its own session), or to the process if the group is gone."""
+    if not is_running(record):
+        return
+    try:
+        os.killpg(record.pid, sig)
+    except ProcessLookupError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(record.pid, sig)
+
+
+def stop(record: ProcessRecord, sig: int = signal.SIGTERM, timeout_s: float = 15.0) -> bool:
+    """Ask the process to stop with `sig`, wait up to `timeout_s`, then SIGKILL its group.
+
+    Returns True when it stopped on its own, False when it had to be killed.
+    """
+    signal_group(record, sig)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not is_running(record):
+            _kill_group_leftovers(record.pid)
+            return True
+        time.sleep(0.05)
+    signal_group(record, signal.SIGKILL)
+    _kill_group_leftovers(record.pid)
+    end = time.monotonic() + 5
+    while is_running(record) and time.monotonic() < end:
+        time.sleep(0.05)
+    return False
+
+
+def _kill_group_leftovers(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def tagged_processes(home: Path) -> list[int]:
+    """Pids of live processes started by the sandbox at `home` (found by the environment tag)."""
+    needle = f"{TAG}={home}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0"):
+            fields = _stat_fields(int(entry.name))
+            if fields and fields[0] not in ("Z", "X"):
+                pids.append(int(entry.name))
+    return pids
+
+
+def kill_orphans(home: Path, timeout_s: float = 5.0) -> list[int]:
+    """SIGTERM, then SIGKILL, every process still tagged with this sandbox; returns the pids found."""
+    pids = tagged_processes(home)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and tagged_processes(home):
+        time.sleep(0.1)
+    for pid in tagged_processes(home):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return pids
+
+
+def tail(path: Path, lines: int = 20) -> list[str]:
+    """The last `lines` lines of a log file (empty when it does not exist)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 64 * 1024))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return []
+    return text.splitlines()[-lines:]
