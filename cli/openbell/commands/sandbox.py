@@ -67,7 +67,7 @@ def up(
         def progress(message: str) -> None:
             spinner.update(f"sandbox up: {message}")
             if fmt is Output.text:
-                err.log(message)
+                err.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {message}")
         result = do_up(_layout(home), options, progress)
     elapsed = time.monotonic() - started
     if fmt is Output.json:
@@ -92,7 +92,9 @@ def down(
 
     fmt = resolve(ctx, output)
     err = console(stderr=True)
-    report = do_down(_layout(home), purge, (lambda m: err.log(m)) if fmt is Output.text else (lambda _: None))
+    report = do_down(_layout(home), purge,
+                     (lambda m: err.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {m}")) if fmt is Output.text
+                     else (lambda _: None))
     if fmt is Output.json:
         print_json({"stopped": report.stopped, "killed": report.killed, "orphans": report.orphans,
                     "purged": report.purged})

@@ -1,0 +1,127 @@
+"""What the scenario tests use to talk to a running sandbox: the real CLI, WebSocket traders, REST calls."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import httpx
+
+OPENBELL = [sys.executable, "-m", "openbell"]
+
+
+def openbell(*args: str, home: Path | None = None, env: dict[str, str] | None = None,
+             timeout_s: float = 240) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a subprocess (as a user would), bounded in time."""
+    full_env = {**os.environ, **(env or {})}
+    argv = [*OPENBELL, *args]
+    if home is not None:
+        argv += ["--home", str(home)]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, env=full_env)
+
+
+@dataclass
+class Sandbox:
+    """A running sandbox: its home and the endpoints `sandbox status --output json` reports."""
+
+    home: Path
+    endpoints: dict[str, str]
+
+    def status(self) -> dict[str, Any]:
+        done = openbell("sandbox", "status", "--output", "json", home=self.home, timeout_s=60)
+        return dict(json.loads(done.stdout))
+
+    def pid(self, component: str) -> int:
+        for row in self.status()["components"]:
+            if row["name"] == component:
+                return int(row["pid"])
+        raise KeyError(component)
+
+    def up(self) -> dict[str, Any]:
+        """`sandbox up` again: restarts whatever is not running, keeps the rest."""
+        done = openbell("sandbox", "up", "--output", "json", home=self.home)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return dict(json.loads(done.stdout))
+
+    def symbols(self, count: int) -> list[str]:
+        """The feed's `count` most active symbols (the ones that tick every second)."""
+        universe = httpx.get(self.endpoints["feed_url"] + "/v1/symbols", timeout=5).json()["symbols"]
+        ranked = sorted(universe, key=lambda s: -float(s["weight"]))
+        return [str(s["symbol"]) for s in ranked[:count]]
+
+
+@dataclass
+class Trader:
+    """One WebSocket client: what it received, per symbol, and the push latency of every record."""
+
+    symbols: Sequence[str]
+    hello: dict[str, Any] = field(default_factory=dict)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    latencies_s: list[float] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
+    frames: int = 0
+    fseq_gaps: int = 0
+    close_code: int | None = None
+    close_reason: str = ""
+
+    def seqs(self, symbol: str) -> list[int]:
+        return [int(r["seq"]) for r in self.records if r["symbol"] == symbol]
+
+    def unexplained_gaps(self) -> int:
+        """Per-symbol seq holes that conflation (`skipped`) does not account for."""
+        holes = 0
+        for symbol in {r["symbol"] for r in self.records}:
+            seqs = self.seqs(symbol)
+            holes += sum(b - a - 1 for a, b in itertools.pairwise(seqs) if b > a + 1)
+        return max(0, holes - sum(self.skipped.values()))
+
+
+async def trade(url: str, symbols: Sequence[str], duration_s: float, trader: Trader | None = None) -> Trader:
+    """Connect, subscribe, and record everything received for `duration_s` (or until the server closes)."""
+    trader = trader or Trader(symbols)
+    last_fseq = 0
+    deadline = time.monotonic() + duration_s
+    async with aiohttp.ClientSession() as session, session.ws_connect(url, heartbeat=None) as ws:
+        await ws.send_str(json.dumps({"op": "subscribe", "symbols": list(symbols)}))
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                msg = await ws.receive(timeout=left)
+            except TimeoutError:
+                break
+            if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
+                trader.close_code = ws.close_code
+                trader.close_reason = str(msg.extra or "")
+                break
+            if msg.type is aiohttp.WSMsgType.ERROR:
+                break
+            now_ns = time.time_ns()
+            frame = json.loads(msg.data)
+            if frame.get("type") == "hello":
+                trader.hello = frame
+            elif frame.get("type") == "subscribed":
+                trader.records.extend(frame.get("snapshot") or [])
+            elif frame.get("type") == "quotes":
+                trader.frames += 1
+                fseq = int(frame["fseq"])
+                trader.fseq_gaps += max(0, fseq - last_fseq - 1)
+                last_fseq = fseq
+                for symbol, count in (frame.get("skipped") or {}).items():
+                    trader.skipped[symbol] = trader.skipped.get(symbol, 0) + int(count)
+                for record in frame["quotes"]:
+                    trader.records.append(record)
+                    trader.latencies_s.append((now_ns - int(record["ts_ns"])) / 1e9)
+    return trader
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
