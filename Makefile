@@ -48,11 +48,13 @@ run: setup
 test: setup
 	$(BIN)/ruff check cli services tests bench
 	$(BIN)/mypy
+	cd services/gateway && go vet ./... && go test ./...
 	$(BIN)/pytest -q
 
 lint: setup
 	$(BIN)/ruff check cli services tests bench
 	$(BIN)/mypy
+	cd services/gateway && go vet ./...
 
 bench: setup
 	$(BIN)/python bench/cli_startup.py

@@ -6,8 +6,12 @@ import socket
 
 
 def is_free(port: int, host: str = "127.0.0.1") -> bool:
-    """True when nothing listens on host:port and it can be bound."""
+    """True when nothing listens on host:port and it can be bound.
+
+    SO_REUSEADDR as every server sets it: connections of a killed process left in TIME_WAIT do not make
+    its port "taken" for its restart."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

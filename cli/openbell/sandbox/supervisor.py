@@ -161,6 +161,10 @@ def _assign_ports(ctx: Context, pinned: dict[str, int], running: set[str]) -> No
             ctx.state.ports[key] = pinned[key]
         elif key in ctx.state.ports and port_alloc.is_free(ctx.state.ports[key]):
             continue  # same port as last time: bookmarks and dashboards keep working
+        elif key in ctx.state.ports and running:
+            # The running components are configured with this port: a restart must come back on it.
+            raise UnreachableError(f"{owners.get(key, key)}: 127.0.0.1:{ctx.state.ports[key]} ({key}) is taken by"
+                                   " another process; free it, or `openbell sandbox down` and up again")
         else:
             ctx.state.ports.pop(key, None)
     missing = [key for key in keys if key not in ctx.state.ports]

@@ -1,0 +1,119 @@
+"""Gateway fan-out, end to end on this machine: feed -> Kafka -> enricher -> Kafka -> gateway -> HAProxy ->
+client. A fresh sandbox, the Go load client (services/gateway/cmd/wsbench) with C clients x S symbols drawn
+by the feed's Zipf popularity, and the CPU each process used while it ran (where the time goes).
+
+    .venv/bin/python bench/fanout.py [--clients 1000] [--symbols-per-client 50] [--feed-rate 1000]
+                                     [--duration 40s] [--replicas 2] [--direct]
+
+Target: >= 50,000 records/s delivered at 1,000 clients x 50 symbols with p99 <= 50 ms end to end.
+`--direct` connects to the gateway replicas themselves (no HAProxy hop), to measure what the proxy costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+OPENBELL = [sys.executable, "-m", "openbell"]
+WSBENCH = ROOT / "build" / "bin" / "wsbench"
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process, all its threads included (from /proc)."""
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def group_cpu(pgid: int) -> float:
+    """CPU seconds of every live process in a process group (a component and its children)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getpgid(int(entry.name)) == pgid:
+                    total += cpu_seconds(int(entry.name))
+            except (OSError, ValueError):
+                continue
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--clients", type=int, default=1000)
+    parser.add_argument("--symbols-per-client", type=int, default=50)
+    parser.add_argument("--feed-rate", type=float, default=1000)
+    parser.add_argument("--duration", default="40s")
+    parser.add_argument("--warmup", default="10s")
+    parser.add_argument("--replicas", type=int, default=2)
+    parser.add_argument("--direct", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="leave the sandbox up afterwards")
+    args = parser.parse_args()
+    if not WSBENCH.exists():
+        subprocess.run(["go", "build", "-o", str(WSBENCH), "./cmd/wsbench"], cwd=ROOT / "services" / "gateway",
+                       check=True)
+    home = Path(tempfile.mkdtemp(prefix="openbell-fanout-"))
+    up = subprocess.run([*OPENBELL, "sandbox", "up", "--home", str(home), "--output", "json",
+                         "--gateway-replicas", str(args.replicas), "--feed-rate", f"{args.feed_rate:g}"],
+                        capture_output=True, text=True)
+    if up.returncode != 0:
+        raise SystemExit(up.stderr)
+    status = json.loads(up.stdout)
+    try:
+        result = run(args, status, home)
+    finally:
+        if not args.keep:
+            subprocess.run([*OPENBELL, "sandbox", "down", "--purge", "--home", str(home)], capture_output=True)
+    print(json.dumps(result, indent=2))
+
+
+def run(args: argparse.Namespace, status: dict[str, Any], home: Path) -> dict[str, Any]:
+    endpoints = status["endpoints"]
+    universe = httpx.get(endpoints["feed_url"] + "/v1/symbols", timeout=5).json()["symbols"]
+    symbols_file = home / "symbols.txt"
+    symbols_file.write_text("".join(f"{s['symbol']} {s['weight']}\n" for s in universe))
+    pids = {row["name"]: row["pid"] for row in status["components"]}
+    urls = [endpoints["websocket_url"]]
+    if args.direct:
+        urls = [endpoints[f"gateway-{i}_url"].replace("http://", "ws://") + "/ws" for i in range(1, args.replicas + 1)]
+    cpu_before = {name: group_cpu(pid) for name, pid in pids.items()}
+    started = time.monotonic()
+    benches = [
+        subprocess.Popen([str(WSBENCH), "--url", url, "--clients", str(args.clients // len(urls)),
+                          "--symbols-per-client", str(args.symbols_per_client), "--symbols-file", str(symbols_file),
+                          "--duration", args.duration, "--warmup", args.warmup, "--seed", str(i + 1)],
+                         stdout=subprocess.PIPE, text=True)
+        for i, url in enumerate(urls)
+    ]
+    outputs = [json.loads(b.communicate()[0]) for b in benches]
+    wall = time.monotonic() - started
+    client_cpu = cpu_seconds_children()
+    cpu = {name: round(group_cpu(pid) - cpu_before[name], 1) for name, pid in pids.items()}
+    feed = httpx.get(endpoints["feed_url"] + "/v1/rate", timeout=5).json()
+    return {
+        "clients": args.clients, "symbols_per_client": args.symbols_per_client, "feed_rate": args.feed_rate,
+        "gateway_replicas": args.replicas, "via": "direct" if args.direct else "haproxy", "feed": feed,
+        "wsbench": outputs if len(outputs) > 1 else outputs[0],
+        "wall_s": round(wall, 1),
+        "cpu_s_by_component": dict(sorted(cpu.items(), key=lambda kv: -kv[1])),
+        "cpu_s_load_client": round(client_cpu, 1),
+    }
+
+
+def cpu_seconds_children() -> float:
+    usage = os.times()
+    return usage.children_user + usage.children_system
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,404 @@
+"""The hot path: consume ticks, enrich them per symbol, publish, and commit offsets only once published.
+
+One thread runs the Kafka consumer and producer (blocking C clients) so the asyncio HTTP loop stays free.
+At-least-once end to end: each consumed record gets an in-flight entry in its partition's queue; the entry is
+done when its enriched record is acknowledged by the broker (or when it needed no publish: a duplicate or an
+invalid record). The committed offset of a partition only ever advances over a prefix of done entries, so a
+crash replays and never loses. Rows go to ClickHouse only after their publish is acknowledged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import math
+import threading
+import time
+from collections import deque
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._listoffsets import OffsetSpec  # the package re-exports it without saying so
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from services.enricher.store import Writer
+
+POLL_TIMEOUT_S = 0.005  # idle wait; also bounds how late delivery reports are served
+BATCH_MAX = 1000  # records drained per loop once one has arrived (no waiting for a batch to fill)
+COMMIT_INTERVAL_S = 0.1
+LAG_INTERVAL_S = 0.15
+ADMIN_REBUILD_S = 5.0
+WATERMARK_WAIT_S = 0.1  # with LAG_INTERVAL_S, the gauge is refreshed at least every 250 ms
+FLUSH_TIMEOUT_S = 10.0
+DELIVERY_TIMEOUT_MS = 300_000
+LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+log = logging.getLogger("enricher.pipeline")
+LATEST = OffsetSpec.latest()  # type: ignore[no-untyped-call]  # untyped in confluent-kafka's stubs
+
+
+class Metrics:
+    """The enricher's pipeline series, each bound to the service's `version` label."""
+
+    def __init__(self, registry: CollectorRegistry, version: str) -> None:
+        self.version = version
+
+        def counter(name: str, doc: str) -> Any:
+            return Counter(name, doc, ["version"], registry=registry).labels(version)
+
+        self.consumed = counter("enricher_records_consumed", "tick records consumed")
+        self.published = counter("enricher_records_published", "enriched records acknowledged by the broker")
+        self.duplicates = counter("enricher_duplicates_dropped", "ticks dropped: seq not above the last seen")
+        self.invalid = counter("enricher_records_invalid", "tick records that are not valid JSON ticks")
+        self.failed = counter("enricher_publish_failed", "enriched records whose delivery failed")
+        self.ch_rows = counter("enricher_clickhouse_rows", "rows inserted into ClickHouse")
+        self.ch_errors = counter("enricher_clickhouse_errors", "failed ClickHouse inserts (retried)")
+        self.ch_insert = Histogram("enricher_clickhouse_insert_seconds", "ClickHouse batch insert duration",
+                                   ["version"], buckets=LATENCY_BUCKETS_S, registry=registry).labels(version)
+        self.processing = Histogram("enricher_processing_seconds", "consume -> publish acknowledged",
+                                    ["version"], buckets=LATENCY_BUCKETS_S, registry=registry).labels(version)
+        self.lag = Gauge("enricher_consumer_lag_seconds",
+                         "0 at the high watermark, else now - timestamp of the last consumed record",
+                         ["topic", "partition", "version"], registry=registry)
+
+
+@dataclass(slots=True)
+class SymbolState:
+    """Per-symbol session state: dedup mark, VWAP sums and the moving-average window."""
+
+    last_seq: int = 0
+    notional: float = 0.0  # sum(last * size) since the session started, currency units
+    volume: int = 0  # sum(size), shares
+    window: deque[float] = field(default_factory=deque)
+
+
+@dataclass(slots=True)
+class Inflight:
+    """A consumed record: done once its enriched record is acknowledged (or it needed no publish)."""
+
+    offset: int
+    consumed_at: float  # perf_counter seconds
+    done: bool = False
+
+
+@dataclass
+class PartitionState:
+    """What the pipeline knows about one assigned input partition."""
+
+    assigned_at: float  # time.time() seconds
+    inflight: deque[Inflight] = field(default_factory=deque)
+    next_offset: int | None = None  # position after the last consumed record
+    start_offset: int | None = None  # the group's committed offset at assignment (set by the lag thread)
+    lost: bool = False  # taken away without a handoff (we fell out of the group); still reported as lag
+    last_record_s: float | None = None  # Kafka timestamp of the last consumed record, Unix seconds
+
+
+def kafka_logger() -> logging.Logger:
+    """Route librdkafka's own log lines through Python logging."""
+    return logging.getLogger("enricher.kafka")
+
+
+class Pipeline:
+    """Consumes `in_topic`, publishes to `out_topic`, feeds the ClickHouse writer; runs in its own thread."""
+
+    def __init__(self, bootstrap: str, in_topic: str, out_topic: str, group: str, ma_window: int,
+                 writer: Writer, metrics: Metrics) -> None:
+        self.in_topic, self.out_topic, self.group, self.ma_window = in_topic, out_topic, group, ma_window
+        self.writer, self.m = writer, metrics
+        self.symbols: dict[str, SymbolState] = {}
+        self.partitions: dict[int, PartitionState] = {}
+        self.failed: str | None = None  # set when a publish failed for good: the process must restart
+        self._stop = threading.Event()
+        self._last_error_log = 0.0
+        self._last_watermark_log = 0.0
+        # librdkafka logs every failed reconnect; error_cb reports outages (rate-limited) instead.
+        common: dict[str, Any] = {"bootstrap.servers": bootstrap, "log_level": 2, "reconnect.backoff.ms": 100,
+                  "reconnect.backoff.max.ms": 1000, "socket.keepalive.enable": True,
+                  "logger": kafka_logger(), "error_cb": self._on_error}
+        self.consumer = Consumer({
+            **common,
+            "group.id": group,
+            "client.id": "openbell-enricher",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",  # a new group starts from the beginning: nothing produced is skipped
+            "session.timeout.ms": 6000,  # a crashed instance's partitions move within seconds
+            "heartbeat.interval.ms": 1500,
+            "fetch.wait.max.ms": 50,
+        })
+        self.producer = Producer({
+            **common,
+            "client.id": "openbell-enricher",
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 1,
+            "message.timeout.ms": DELIVERY_TIMEOUT_MS,
+            "partitioner": "murmur2_random",
+        })
+        self._thread = threading.Thread(target=self._run, name="enricher-pipeline", daemon=True)
+        self._lag_thread = threading.Thread(target=self._lag_loop, name="enricher-lag", daemon=True)
+        self._lag_stop = threading.Event()
+        self._admin_config = {k: v for k, v in common.items() if k != "error_cb"}
+        self._admin = AdminClient(self._admin_config)  # watermarks and committed offsets, lag thread only
+        self._admin_built = time.monotonic()
+
+    # --- lifecycle ----------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Subscribe and start the pipeline and lag threads."""
+        self.consumer.subscribe([self.in_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_lost)
+        self._thread.start()
+        self._lag_thread.start()
+
+    def stop(self, timeout: float) -> None:
+        """Stop consuming, flush the producer, commit what was published, leave the group (bounded)."""
+        self._stop.set()
+        self._lag_stop.set()
+        self._lag_thread.join(timeout=2)
+        self._thread.join(timeout)
+
+    @property
+    def assigned(self) -> bool:
+        """True once the group gave this instance at least one partition."""
+        return bool(self.partitions)
+
+    @property
+    def stopped(self) -> bool:
+        """True when the pipeline thread has exited (after stop, or after a fatal publish failure)."""
+        return self._thread.ident is not None and not self._thread.is_alive()
+
+    # --- Kafka callbacks (run on the pipeline thread, inside poll/flush) ----------------------------------------
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self.failed = f"kafka fatal error: {err}"
+            log.critical(self.failed)
+        elif time.monotonic() - self._last_error_log > 5:  # outages repeat this on every reconnect
+            self._last_error_log = time.monotonic()
+            log.warning("kafka: %s", err)
+
+    def _on_assign(self, _: Consumer, tps: list[TopicPartition]) -> None:
+        now = time.time()
+        assigned = {tp.partition for tp in tps}
+        # Back in the group: lost partitions that went elsewhere stop being ours to report.
+        self._forget([TopicPartition(self.in_topic, p) for p, part in self.partitions.items()
+                      if part.lost and p not in assigned])
+        for p in assigned:
+            part = self.partitions.get(p)
+            if part is None:
+                self.partitions[p] = PartitionState(assigned_at=now)
+            elif part.lost:
+                part.lost = False  # consumption restarts from the committed offset: a fresh in-flight queue
+                part.inflight.clear()
+        log.info("assigned %s", sorted(assigned))
+
+    def _on_revoke(self, _: Consumer, tps: list[TopicPartition]) -> None:
+        # Hand partitions back with everything published and committed, so the next owner replays nothing.
+        self.producer.flush(FLUSH_TIMEOUT_S)
+        try:
+            self._commit(asynchronous=False)
+        except KafkaException as exc:  # broker away: the next owner replays from the last commit instead
+            log.warning("commit on revoke failed: %s", exc)
+        self._forget(tps)
+
+    def _on_lost(self, _: Consumer, tps: list[TopicPartition]) -> None:
+        # Usually the broker or coordinator is unreachable. Committing would fail (the next owner replays from
+        # the last commit); keep reporting the lag, which is growing, until the group assigns again.
+        for tp in tps:
+            part = self.partitions.get(tp.partition)
+            if part is not None:
+                part.lost = True
+        log.warning("lost partitions %s", sorted(tp.partition for tp in tps))
+
+    def _forget(self, tps: list[TopicPartition]) -> None:
+        for tp in tps:
+            self.partitions.pop(tp.partition, None)
+            with contextlib.suppress(KeyError):  # no lag sample was recorded yet
+                self.m.lag.remove(self.in_topic, str(tp.partition), self.m.version)
+        if tps:
+            log.info("revoked %s", sorted(tp.partition for tp in tps))
+
+    def _on_delivery(self, entry: Inflight, value: bytes, err: KafkaError | None, _: Message) -> None:
+        if err is not None:
+            self.m.failed.inc()
+            # The offset of this record is never committed; stop and restart so it is replayed.
+            self.failed = f"publish failed: {err}"
+            log.critical(self.failed)
+            return
+        entry.done = True
+        self.m.published.inc()
+        self.m.processing.observe(time.perf_counter() - entry.consumed_at)
+        self.writer.add(value)
+
+    # --- the loop -----------------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        consumer, producer = self.consumer, self.producer
+        next_commit = time.monotonic() + COMMIT_INTERVAL_S
+        try:
+            while not self._stop.is_set() and self.failed is None:
+                first = consumer.poll(POLL_TIMEOUT_S)
+                if first is not None:
+                    batch = [first, *consumer.consume(BATCH_MAX, 0)]
+                    for msg in batch:
+                        self._handle(msg)
+                    self.m.consumed.inc(len(batch))
+                producer.poll(0)
+                if time.monotonic() >= next_commit:
+                    self._commit(asynchronous=True)
+                    next_commit = time.monotonic() + COMMIT_INTERVAL_S
+        except Exception as exc:
+            self.failed = f"pipeline crashed: {exc!r}"
+            log.exception("pipeline crashed")
+        finally:
+            left = producer.flush(FLUSH_TIMEOUT_S)
+            try:
+                self._commit(asynchronous=False)
+            except KafkaException as exc:
+                log.warning("final commit failed: %s", exc)
+            consumer.close()
+            log.info("pipeline stopped (%d records unacknowledged)", left)
+
+    def _handle(self, msg: Message) -> None:
+        err = msg.error()
+        if err is not None:
+            if err.code() != KafkaError._PARTITION_EOF:
+                log.warning("consume: %s", err)
+            return
+        partition, offset = msg.partition(), msg.offset()
+        part = self.partitions.get(partition) if partition is not None else None
+        if part is None or part.lost or offset is None:  # fetched just before its partition was taken away
+            return
+        entry = Inflight(offset, time.perf_counter())
+        part.inflight.append(entry)
+        part.next_offset = offset + 1
+        _, ts_ms = msg.timestamp()
+        part.last_record_s = ts_ms / 1000 if ts_ms > 0 else time.time()
+        value = self._enrich(msg.value())
+        if value is None:
+            entry.done = True
+            return
+        while True:
+            try:
+                self.producer.produce(self.out_topic, key=msg.key(), value=value,
+                                      on_delivery=functools.partial(self._on_delivery, entry, value))
+                return
+            except BufferError:
+                self.producer.poll(0.05)  # local queue full (broker down): wait for deliveries, never drop
+
+    def _enrich(self, raw: bytes | None) -> bytes | None:
+        """The enriched record for a tick, or None for a duplicate or an invalid record."""
+        try:
+            tick = orjson.loads(raw or b"")
+            symbol, seq = tick["symbol"], tick["seq"]
+            bid, ask, last, size = float(tick["bid"]), float(tick["ask"]), float(tick["last"]), int(tick["size"])
+            if not isinstance(symbol, str) or not isinstance(seq, int) or size < 0 or not math.isfinite(last):
+                raise ValueError("bad field types")
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            self.m.invalid.inc()
+            return None
+        state = self.symbols.get(symbol)
+        if state is None:
+            state = self.symbols[symbol] = SymbolState()
+        if seq <= state.last_seq:
+            self.m.duplicates.inc()
+            return None
+        state.last_seq = seq
+        state.notional += last * size
+        state.volume += size
+        window = state.window
+        window.append(last)
+        if len(window) > self.ma_window:
+            window.popleft()
+        return orjson.dumps({
+            "symbol": symbol, "seq": seq, "exchange": tick.get("exchange", ""), "ts_ns": tick.get("ts_ns", 0),
+            "bid": bid, "ask": ask, "last": last, "size": size,
+            "vwap": round(state.notional / state.volume, 6) if state.volume else last,
+            "spread": round(ask - bid, 6),
+            "ma": round(sum(window) / len(window), 6),
+            "enriched_ns": time.time_ns(),
+        })
+
+    def _commit(self, asynchronous: bool) -> None:
+        """Commit, per partition, the offset after the longest prefix of done records."""
+        offsets = []
+        for p, part in self.partitions.items():
+            if part.lost:
+                continue
+            q, done_to = part.inflight, None
+            while q and q[0].done:
+                done_to = q.popleft().offset
+            if done_to is not None:
+                offsets.append(TopicPartition(self.in_topic, p, done_to + 1))
+        if offsets and asynchronous:
+            self.consumer.commit(offsets=offsets, asynchronous=True)
+        elif offsets:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+
+    # --- lag ----------------------------------------------------------------------------------------------------
+
+    def _lag_loop(self) -> None:
+        """Every LAG_INTERVAL_S set each partition's lag: 0 at the high watermark, else the last record's age.
+
+        High watermarks come from an admin ListOffsets request whose wait is bounded here (the consumer's own
+        watermark query can hang past its timeout while a broker restarts). No answer in time counts as
+        behind, so an outage shows as a growing lag rather than a frozen gauge.
+        """
+        while not self._lag_stop.wait(LAG_INTERVAL_S):
+            parts = list(self.partitions.items())
+            if not parts:
+                continue
+            highs: dict[int, int] = {}
+            try:
+                deadline = time.monotonic() + WATERMARK_WAIT_S
+                futures = self._admin.list_offsets(
+                    {TopicPartition(self.in_topic, p): LATEST for p, _ in parts}, request_timeout=1.0)
+                # Until a partition yields a record its position is unknown: start from the group's commit.
+                unstarted = [TopicPartition(self.in_topic, p) for p, part in parts
+                             if part.next_offset is None and part.start_offset is None]
+                committed = self._admin.list_consumer_group_offsets(
+                    [ConsumerGroupTopicPartitions(self.group, unstarted)], request_timeout=1.0
+                )[self.group] if unstarted else None
+                for tp, future in futures.items():
+                    highs[tp.partition] = future.result(timeout=max(0.0, deadline - time.monotonic())).offset
+                if committed is not None:
+                    for tp in committed.result(timeout=max(0.0, deadline - time.monotonic())).topic_partitions:
+                        part = self.partitions.get(tp.partition)
+                        if part is not None:
+                            part.start_offset = max(0, tp.offset)  # no commit yet: from the beginning
+            except (KafkaException, FutureTimeout, ValueError) as exc:
+                # Partitions without an answer count as behind. After a broker restart librdkafka's admin client
+                # can keep failing with FENCED_LEADER_EPOCH (stale metadata it never refreshes): rebuild it.
+                if isinstance(exc, KafkaException) and time.monotonic() - self._admin_built > ADMIN_REBUILD_S:
+                    self._admin = AdminClient(self._admin_config)
+                    self._admin_built = time.monotonic()
+                if time.monotonic() - self._last_watermark_log > 30:
+                    self._last_watermark_log = time.monotonic()
+                    log.warning("high watermarks unknown: %r", exc)
+            now = time.time()
+            for p, part in parts:
+                high = highs.get(p)
+                position = part.next_offset if part.next_offset is not None else part.start_offset
+                if high is not None and position is not None and not part.lost and position >= high:
+                    lag = 0.0
+                elif part.last_record_s is not None:
+                    lag = max(0.0, now - part.last_record_s)
+                else:
+                    lag = now - part.assigned_at  # nothing consumed yet since assignment
+                if self.partitions.get(p) is not part:
+                    continue  # revoked meanwhile: do not bring its series back
+                self.m.lag.labels(self.in_topic, str(p), self.m.version).set(lag)

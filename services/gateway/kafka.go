@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+const (
+	fetchMaxWait   = 10 * time.Millisecond // the broker answers within this even with nothing new: low latency
+	readyFetchAge  = 3 * time.Second       // no fetch answered for this long: not ready
+	maxExchanges   = 16                    // distinct exchange label values before the rest become "other"
+	errLogInterval = 5 * time.Second       // a broker outage logs once per interval, not per fetch
+)
+
+// consumer reads every partition of the topic without a consumer group (each replica needs every symbol),
+// starting a few hundred records before the end of each partition to warm the quote cache.
+type consumer struct {
+	cl        *kgo.Client
+	m         *metrics
+	lastFetch atomic.Int64 // Unix ns of the last fetch response without a request error
+	errMu     sync.Mutex
+	lastErr   string
+	exchanges map[string]prometheus.Observer // consumer goroutine only
+	lags      map[int32]prometheus.Gauge     // consumer goroutine only
+}
+
+// fetchHook notes each answered fetch: readiness means "the consumer has partitions and is fetching".
+type fetchHook struct{ c *consumer }
+
+// OnBrokerE2E implements kgo.HookBrokerE2E.
+func (h fetchHook) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, e2e kgo.BrokerE2E) {
+	const fetchKey = 1 // Kafka API key of Fetch
+	if key != fetchKey {
+		return
+	}
+	if err := e2e.Err(); err != nil {
+		h.c.noteErr(err)
+		return
+	}
+	h.c.lastFetch.Store(time.Now().UnixNano())
+}
+
+// newConsumer creates the Kafka client; it connects lazily and reconnects on its own after broker restarts.
+func newConsumer(brokers []string, topic string, warmRecords int64, m *metrics) (*consumer, error) {
+	c := &consumer{m: m, exchanges: make(map[string]prometheus.Observer), lags: make(map[int32]prometheus.Gauge)}
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(brokers...),
+		kgo.ClientID("openbell-gateway"),
+		kgo.ConsumeTopics(topic),
+		kgo.ConsumeStartOffset(kgo.NewOffset().AtEnd().Relative(-warmRecords)),
+		// After data loss on the broker, a market-data fan-out wants the present, not a replay.
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()),
+		kgo.FetchMaxWait(fetchMaxWait),
+		kgo.MetadataMinAge(time.Second), // find a topic created after we started within a second or so
+		kgo.WithHooks(fetchHook{c}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("kafka client: %w", err)
+	}
+	c.cl = cl
+	return c, nil
+}
+
+func (c *consumer) noteErr(err error) {
+	c.errMu.Lock()
+	c.lastErr = err.Error()
+	c.errMu.Unlock()
+}
+
+// notReady returns why the consumer is not ready, or "" when a fetch was answered recently.
+func (c *consumer) notReady() string {
+	last := c.lastFetch.Load()
+	if last != 0 && time.Since(time.Unix(0, last)) < readyFetchAge {
+		return ""
+	}
+	c.errMu.Lock()
+	lastErr := c.lastErr
+	c.errMu.Unlock()
+	reason := "kafka: waiting for the topic's partitions"
+	if last != 0 {
+		reason = fmt.Sprintf("kafka: no fetch answered for %s", time.Since(time.Unix(0, last)).Round(time.Millisecond))
+	}
+	if lastErr != "" {
+		reason += " (last error: " + lastErr + ")"
+	}
+	return reason
+}
+
+// run polls records until ctx ends, handing each fetch's parsed records to publish (the hub) at once.
+func (c *consumer) run(ctx context.Context, publish func([]*Record) (stale int)) {
+	var lastLog time.Time
+	var batch []*Record
+	for {
+		fetches := c.cl.PollFetches(ctx)
+		if ctx.Err() != nil || fetches.IsClientClosed() {
+			return
+		}
+		fetches.EachError(func(topic string, p int32, err error) {
+			if errors.Is(err, context.Canceled) {
+				return
+			}
+			c.noteErr(err)
+			if time.Since(lastLog) > errLogInterval {
+				lastLog = time.Now()
+				slog.Warn("kafka fetch error", "topic", topic, "partition", p, "err", err)
+			}
+		})
+		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			for _, kr := range p.Records {
+				c.m.kafkaRecords.Inc()
+				r, err := parseRecord(kr.Key, kr.Value)
+				if err != nil {
+					c.m.kafkaDropped.WithLabelValues("malformed").Inc()
+					if time.Since(lastLog) > errLogInterval {
+						lastLog = time.Now()
+						slog.Warn("malformed record", "partition", p.Partition, "offset", kr.Offset, "err", err)
+					}
+					continue
+				}
+				r.latency = c.exchangeObserver(r.Exchange)
+				batch = append(batch, r)
+			}
+			if n := len(p.Records); n > 0 {
+				c.lagGauge(p.Partition).Set(float64(p.HighWatermark - p.Records[n-1].Offset - 1))
+			}
+		})
+		if len(batch) > 0 {
+			if stale := publish(batch); stale > 0 {
+				c.m.kafkaDropped.WithLabelValues("stale").Add(float64(stale))
+			}
+			clear(batch)
+			batch = batch[:0]
+		}
+	}
+}
+
+// exchangeObserver resolves the push-latency child for an exchange once per exchange, bounding the
+// label's values so a bad producer cannot explode the series count.
+func (c *consumer) exchangeObserver(exchange string) prometheus.Observer {
+	if o, ok := c.exchanges[exchange]; ok {
+		return o
+	}
+	if len(c.exchanges) >= maxExchanges || exchange == "" {
+		return c.m.pushLatency.WithLabelValues("other")
+	}
+	o := c.m.pushLatency.WithLabelValues(exchange)
+	c.exchanges[exchange] = o
+	return o
+}
+
+func (c *consumer) lagGauge(partition int32) prometheus.Gauge {
+	g, ok := c.lags[partition]
+	if !ok {
+		g = c.m.kafkaLag.WithLabelValues(strconv.Itoa(int(partition)))
+		c.lags[partition] = g
+	}
+	return g
+}
+
+// close leaves the brokers.
+func (c *consumer) close() { c.cl.Close() }
