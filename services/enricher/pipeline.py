@@ -79,6 +79,7 @@ class Metrics:
 class SymbolState:
     """Per-symbol session state: dedup mark, VWAP sums and the moving-average window."""
 
+    session: int = 0  # the feed session (its start, Unix ns) the seq counts in
     last_seq: int = 0
     notional: float = 0.0  # sum(last * size) since the session started, currency units
     volume: int = 0  # sum(size), shares
@@ -314,6 +315,13 @@ class Pipeline:
         state = self.symbols.get(symbol)
         if state is None:
             state = self.symbols[symbol] = SymbolState()
+        session = tick.get("session", 0)
+        if not isinstance(session, int) or session < state.session:
+            self.m.duplicates.inc()  # a record of an earlier feed session, replayed
+            return None
+        if session > state.session:
+            # A restarted feed opens a new session: seq starts again at 1 and so do VWAP and the average.
+            self.symbols[symbol] = state = SymbolState(session=session)
         if seq <= state.last_seq:
             self.m.duplicates.inc()
             return None
@@ -325,7 +333,8 @@ class Pipeline:
         if len(window) > self.ma_window:
             window.popleft()
         return orjson.dumps({
-            "symbol": symbol, "seq": seq, "exchange": tick.get("exchange", ""), "ts_ns": tick.get("ts_ns", 0),
+            "symbol": symbol, "seq": seq, "session": session,
+            "exchange": tick.get("exchange", ""), "ts_ns": tick.get("ts_ns", 0),
             "bid": bid, "ask": ask, "last": last, "size": size,
             "vwap": round(state.notional / state.volume, 6) if state.volume else last,
             "spread": round(ask - bid, 6),

@@ -56,6 +56,9 @@ class Feed:
         self.universe: list[Instrument] = build_universe(args.symbols, args.zipf, args.seed)
         self.maker = TickMaker(self.universe, args.seed)
         self.keys = [ins.symbol.encode() for ins in self.universe]
+        # Sequence numbers restart at 1 with every feed process: `session` (its start, Unix ns) tells a
+        # consumer that seq 1 after seq 5000 is a new session, not a redelivery (as exchange feeds do).
+        self.session = time.time_ns()
         # Indexed like the universe; written by the producing thread only (int stores are atomic under the GIL).
         self.produced = [0] * len(self.universe)
         self.acked = [0] * len(self.universe)
@@ -178,6 +181,7 @@ class Feed:
                     index = maker.pick()
                     record = maker.tick(index)
                     record["ts_ns"] = time.time_ns()
+                    record["session"] = self.session
                     seq = record["seq"]
                     assert isinstance(seq, int)
                     pending = (self.keys[index], orjson.dumps(record),
@@ -275,6 +279,7 @@ def routes(feed: Feed) -> list[web.RouteDef]:
     async def acked(_: web.Request) -> web.Response:
         syms = feed.universe
         return web.json_response({
+            "session": feed.session,
             "acked": {syms[i].symbol: n for i, n in enumerate(feed.acked) if n},
             "produced": {syms[i].symbol: n for i, n in enumerate(feed.produced) if n},
         })

@@ -183,3 +183,22 @@ func TestHelloFrameNamesReplicaAndVersion(t *testing.T) {
 		t.Fatalf("hello frame = %+v", m)
 	}
 }
+
+func TestRecordAfterOrdersBySessionThenSeq(t *testing.T) {
+	prev := &Record{Session: 100, Seq: 5000}
+	cases := []struct {
+		r    Record
+		want bool
+	}{
+		{Record{Session: 100, Seq: 5001}, true},
+		{Record{Session: 100, Seq: 5000}, false}, // redelivery
+		{Record{Session: 100, Seq: 12}, false},
+		{Record{Session: 200, Seq: 1}, true}, // the feed restarted: a new session from seq 1
+		{Record{Session: 50, Seq: 9000}, false},
+	}
+	for _, c := range cases {
+		if got := c.r.after(prev); got != c.want {
+			t.Errorf("(%d,%d).after(100,5000) = %v, want %v", c.r.Session, c.r.Seq, got, c.want)
+		}
+	}
+}

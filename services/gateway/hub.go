@@ -25,7 +25,8 @@ func newHub(m *metrics) *hub {
 }
 
 // publish caches each record as its symbol's latest quote and queues it for every subscriber, then wakes
-// the writers that got something. Records whose seq is not above the last seen for their symbol are
+// the writers that got something. Records not after the last seen for their symbol (same feed session and
+// seq not above it, or an older session) are
 // redeliveries (delivery is at least once) and are skipped; publish returns how many. Taking a whole fetch
 // at once means one lock and at most one wake-up (so one frame) per connection per fetch, which is what
 // keeps frames, syscalls and context switches well below one per delivered record under load.
@@ -33,7 +34,7 @@ func newHub(m *metrics) *hub {
 func (h *hub) publish(recs []*Record) (stale int) {
 	h.mu.Lock()
 	for _, r := range recs {
-		if prev := h.latest[r.Symbol]; prev != nil && r.Seq <= prev.Seq {
+		if prev := h.latest[r.Symbol]; prev != nil && !r.after(prev) {
 			stale++
 			continue
 		}

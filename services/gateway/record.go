@@ -13,6 +13,7 @@ import (
 type Record struct {
 	Symbol   string
 	Seq      int64  // per-symbol sequence from the feed, from 1
+	Session  int64  // the feed session Seq counts in (its start, Unix ns); 0 when the feed sends none
 	Exchange string // listing venue MIC: the push-latency label
 	TsNs     int64  // exchange timestamp, Unix nanoseconds
 	// Raw is the compacted JSON object as published. Frames embed it verbatim, so a record is serialised
@@ -26,8 +27,18 @@ type Record struct {
 type recordFields struct {
 	Symbol   string `json:"symbol"`
 	Seq      int64  `json:"seq"`
+	Session  int64  `json:"session"`
 	Exchange string `json:"exchange"`
 	TsNs     int64  `json:"ts_ns"`
+}
+
+// after reports whether r comes after prev in its symbol's stream: a later feed session, or a higher seq in
+// the same session. Anything else is a redelivery (delivery upstream is at least once).
+func (r *Record) after(prev *Record) bool {
+	if r.Session != prev.Session {
+		return r.Session > prev.Session
+	}
+	return r.Seq > prev.Seq
 }
 
 // parseRecord reads one Kafka record value (JSON object, fields in services/README.md). The key (the symbol)
@@ -52,5 +63,5 @@ func parseRecord(key, value []byte) (*Record, error) {
 	if f.Symbol == "" || f.Seq <= 0 || f.TsNs <= 0 {
 		return nil, errors.New("record needs symbol, seq > 0 and ts_ns > 0")
 	}
-	return &Record{Symbol: f.Symbol, Seq: f.Seq, Exchange: f.Exchange, TsNs: f.TsNs, Raw: raw}, nil
+	return &Record{Symbol: f.Symbol, Seq: f.Seq, Session: f.Session, Exchange: f.Exchange, TsNs: f.TsNs, Raw: raw}, nil
 }

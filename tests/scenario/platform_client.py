@@ -73,15 +73,22 @@ class Trader:
     close_code: int | None = None
     close_reason: str = ""
 
-    def seqs(self, symbol: str) -> list[int]:
-        return [int(r["seq"]) for r in self.records if r["symbol"] == symbol]
+    def seqs(self, symbol: str, session: int | None = None) -> list[int]:
+        """The seqs received for `symbol`, in arrival order (of one feed session, or of the latest)."""
+        mine = [r for r in self.records if r["symbol"] == symbol]
+        wanted = max((int(r.get("session", 0)) for r in mine), default=0) if session is None else session
+        return [int(r["seq"]) for r in mine if int(r.get("session", 0)) == wanted]
+
+    def sessions(self) -> set[int]:
+        return {int(r.get("session", 0)) for r in self.records}
 
     def unexplained_gaps(self) -> int:
-        """Per-symbol seq holes that conflation (`skipped`) does not account for."""
+        """Per-symbol seq holes, within each feed session, that conflation (`skipped`) does not account for."""
         holes = 0
         for symbol in {r["symbol"] for r in self.records}:
-            seqs = self.seqs(symbol)
-            holes += sum(b - a - 1 for a, b in itertools.pairwise(seqs) if b > a + 1)
+            for session in self.sessions():
+                seqs = self.seqs(symbol, session)
+                holes += sum(b - a - 1 for a, b in itertools.pairwise(seqs) if b > a + 1)
         return max(0, holes - sum(self.skipped.values()))
 
 

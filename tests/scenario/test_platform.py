@@ -111,14 +111,39 @@ def test_kafka_broker_restart_every_acknowledged_tick_reaches_enriched(sandbox: 
     httpx.post(feed + "/v1/pause", timeout=5).raise_for_status()
     try:
         time.sleep(1)
-        acked: dict[str, int] = httpx.get(feed + "/v1/acked", timeout=5).json()["acked"]
-        seen = _wait_for_enriched(sandbox.endpoints["kafka_bootstrap"], acked, timeout_s=90)
+        answer = httpx.get(feed + "/v1/acked", timeout=5).json()
+        acked: dict[str, int] = answer["acked"]
+        seen = _wait_for_enriched(sandbox.endpoints["kafka_bootstrap"], int(answer["session"]), acked, timeout_s=90)
     finally:
         httpx.post(feed + "/v1/resume", timeout=5).raise_for_status()
     missing = {s: n for s, n in acked.items() if not set(range(1, n + 1)) <= seen.get(s, set())}
     assert not missing, f"{len(missing)} symbols have acknowledged ticks missing from enriched: " + \
         ", ".join(f"{s}: {sorted(set(range(1, n + 1)) - seen.get(s, set()))[:5]}" for s, n in list(missing.items())[:5])
     assert sum(acked.values()) > 1000
+
+
+def test_feed_restart_opens_a_new_session_that_traders_keep_receiving(sandbox: Sandbox) -> None:
+    feed = sandbox.endpoints["feed_url"]
+    symbols = sandbox.symbols(10)
+    old_session = int(httpx.get(feed + "/v1/acked", timeout=5).json()["session"])
+
+    async def scenario() -> Trader:
+        trader = Trader(symbols)
+        task = asyncio.create_task(trade(sandbox.endpoints["websocket_url"], symbols, 14, trader))
+        await asyncio.sleep(2)
+        os.kill(sandbox.pid("feed"), signal.SIGKILL)
+        await asyncio.to_thread(sandbox.up)
+        return await task
+
+    trader = asyncio.run(scenario())
+    new_session = int(httpx.get(feed + "/v1/acked", timeout=5).json()["session"])
+    assert new_session > old_session
+    assert trader.close_code is None
+    assert {old_session, new_session} <= trader.sessions()
+    # The new session's ticks flow from seq 1 again, enriched and fanned out like the old one's.
+    restarted = [s for s in symbols if trader.seqs(s, new_session)]
+    assert len(restarted) >= len(symbols) // 2
+    assert trader.unexplained_gaps() == 0
 
 
 def test_postgres_crash_during_orders_every_acknowledged_order_is_there_exactly_once(sandbox: Sandbox) -> None:
@@ -221,8 +246,10 @@ def _wait(check: Any, timeout_s: float, what: str) -> None:
     raise AssertionError(what)
 
 
-def _wait_for_enriched(bootstrap: str, acked: dict[str, int], timeout_s: float) -> dict[str, set[int]]:
-    """Read `enriched` from the beginning until every acknowledged seq has appeared (or time runs out)."""
+def _wait_for_enriched(bootstrap: str, session: int, acked: dict[str, int], timeout_s: float
+                       ) -> dict[str, set[int]]:
+    """Read `enriched` from the beginning until every acknowledged seq of the feed's session has appeared
+    (or time runs out)."""
     from confluent_kafka import Consumer
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-{uuid.uuid4()}",
@@ -239,6 +266,8 @@ def _wait_for_enriched(bootstrap: str, acked: dict[str, int], timeout_s: float) 
                 import json
 
                 record = json.loads(message.value())
+                if record.get("session") != session:
+                    continue
                 seen.setdefault(record["symbol"], set()).add(int(record["seq"]))
             for symbol in [s for s, n in outstanding.items() if len(seen.get(s, ())) >= n]:
                 if set(range(1, outstanding[symbol] + 1)) <= seen[symbol]:

@@ -94,10 +94,15 @@ type frame struct {
 }
 
 type quote struct {
-	Symbol string `json:"symbol"`
-	Seq    int64  `json:"seq"`
-	TsNs   int64  `json:"ts_ns"`
+	Symbol  string `json:"symbol"`
+	Seq     int64  `json:"seq"`
+	Session int64  `json:"session"`
+	TsNs    int64  `json:"ts_ns"`
 }
+
+// mark is where a symbol's stream stands: seq counts within a feed session, and a restarted feed opens a
+// newer session whose seq starts again at 1.
+type mark struct{ session, seq int64 }
 
 // client runs one connection until ctx ends.
 func client(ctx context.Context, url string, symbols []string, st *stats, measureFrom time.Time, logGaps bool) {
@@ -120,9 +125,9 @@ func client(ctx context.Context, url string, symbols []string, st *stats, measur
 		st.disconnects.Add(1)
 		return
 	}
-	last := make(map[string]int64, len(symbols))
+	last := make(map[string]mark, len(symbols))
 	for _, s := range symbols {
-		last[s] = 0
+		last[s] = mark{}
 	}
 	var f frame
 	var fseq int64
@@ -143,7 +148,9 @@ func client(ctx context.Context, url string, symbols []string, st *stats, measur
 		switch f.Type {
 		case "subscribed":
 			for _, q := range f.Snapshot {
-				last[q.Symbol] = max(last[q.Symbol], q.Seq)
+				if m := last[q.Symbol]; q.Session > m.session || (q.Session == m.session && q.Seq > m.seq) {
+					last[q.Symbol] = mark{q.Session, q.Seq}
+				}
 			}
 			continue
 		case "quotes":
@@ -160,12 +167,16 @@ func client(ctx context.Context, url string, symbols []string, st *stats, measur
 		measuring := !now.Before(measureFrom)
 		nowNs := now.UnixNano()
 		for _, q := range f.Quotes {
-			prev, ok := last[q.Symbol]
+			m, ok := last[q.Symbol]
+			prev := m.seq
+			if q.Session > m.session {
+				prev = 0 // a new feed session: its seq starts at 1, nothing before it is owed
+			}
 			switch {
 			case !ok:
 				st.unsubscribed.Add(1)
 				continue
-			case prev > 0 && q.Seq <= prev:
+			case q.Session < m.session || (prev > 0 && q.Seq <= prev):
 				st.duplicates.Add(1)
 				continue
 			case prev > 0:
@@ -176,7 +187,7 @@ func client(ctx context.Context, url string, symbols []string, st *stats, measur
 					}
 				}
 			}
-			last[q.Symbol] = q.Seq
+			last[q.Symbol] = mark{q.Session, q.Seq}
 			if measuring {
 				st.latency.record((nowNs - q.TsNs) / 1000)
 			}
