@@ -23,29 +23,16 @@ from typing import Any
 
 import httpx
 
+from openbell.sandbox.processes import cpu_seconds, process_group
+
 ROOT = Path(__file__).resolve().parents[1]
 OPENBELL = [sys.executable, "-m", "openbell"]
 WSBENCH = ROOT / "build" / "bin" / "wsbench"
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of one process, all its threads included (from /proc)."""
-    raw = Path(f"/proc/{pid}/stat").read_text()
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def group_cpu(pgid: int) -> float:
     """CPU seconds of every live process in a process group (a component and its children)."""
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.getpgid(int(entry.name)) == pgid:
-                    total += cpu_seconds(int(entry.name))
-            except (OSError, ValueError):
-                continue
-    return total
+    return sum(cpu_seconds(pid) for pid in process_group(pgid))
 
 
 def main() -> None:
@@ -57,6 +44,8 @@ def main() -> None:
     parser.add_argument("--warmup", default="10s")
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--direct", action="store_true")
+    parser.add_argument("--popularity", choices=["uniform", "zipf"], default="uniform",
+                        help="how clients pick symbols: uniformly, or weighted by the feed's Zipf activity")
     parser.add_argument("--keep", action="store_true", help="leave the sandbox up afterwards")
     args = parser.parse_args()
     if not WSBENCH.exists():
@@ -81,7 +70,8 @@ def run(args: argparse.Namespace, status: dict[str, Any], home: Path) -> dict[st
     endpoints = status["endpoints"]
     universe = httpx.get(endpoints["feed_url"] + "/v1/symbols", timeout=5).json()["symbols"]
     symbols_file = home / "symbols.txt"
-    symbols_file.write_text("".join(f"{s['symbol']} {s['weight']}\n" for s in universe))
+    weighted = args.popularity == "zipf"
+    symbols_file.write_text("".join(f"{s['symbol']} {s['weight'] if weighted else 1}\n" for s in universe))
     pids = {row["name"]: row["pid"] for row in status["components"]}
     urls = [endpoints["websocket_url"]]
     if args.direct:
@@ -102,7 +92,8 @@ def run(args: argparse.Namespace, status: dict[str, Any], home: Path) -> dict[st
     feed = httpx.get(endpoints["feed_url"] + "/v1/rate", timeout=5).json()
     return {
         "clients": args.clients, "symbols_per_client": args.symbols_per_client, "feed_rate": args.feed_rate,
-        "gateway_replicas": args.replicas, "via": "direct" if args.direct else "haproxy", "feed": feed,
+        "popularity": args.popularity, "gateway_replicas": args.replicas,
+        "via": "direct" if args.direct else "haproxy", "feed": feed,
         "wsbench": outputs if len(outputs) > 1 else outputs[0],
         "wall_s": round(wall, 1),
         "cpu_s_by_component": dict(sorted(cpu.items(), key=lambda kv: -kv[1])),

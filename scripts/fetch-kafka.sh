@@ -13,6 +13,12 @@ fi
 command -v mvn >/dev/null || { echo "openbell setup: Maven (mvn) is needed to fetch Apache Kafka $VERSION" >&2; exit 3; }
 echo "openbell setup: fetching Apache Kafka $VERSION from Maven Central into $DEST" >&2
 rm -rf "$DEST.tmp" && mkdir -p "$DEST.tmp/lib" "$DEST.tmp/agent"
-mvn -q -B -Dstyle.color=never -f services/kafka/pom.xml dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$DEST.tmp/lib"
-mvn -q -B -Dstyle.color=never -f services/kafka/pom.xml dependency:copy -Dartifact=$JMX_AGENT -DoutputDirectory="$DEST.tmp/agent"
+LOG="$DEST.tmp/maven.log"
+mvn_run() {
+  mvn -B -Dstyle.color=never -f services/kafka/pom.xml "$@" >>"$LOG" 2>&1 || {
+    tail -30 "$LOG" >&2; echo "openbell setup: Maven failed (log: $LOG)" >&2; exit 3; }
+}
+mvn_run dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$DEST.tmp/lib"
+mvn_run dependency:copy -Dartifact=$JMX_AGENT -DoutputDirectory="$DEST.tmp/agent"
+rm -f "$LOG"
 rm -rf "$DEST" && mv "$DEST.tmp" "$DEST"

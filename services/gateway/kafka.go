@@ -16,7 +16,7 @@ import (
 
 const (
 	fetchMaxWait   = 10 * time.Millisecond // the broker answers within this even with nothing new: low latency
-	readyFetchAge  = 3 * time.Second       // no fetch answered for this long: not ready
+	readyFetchAge  = 3 * time.Second       // no fetch answered for this long: Kafka is stale (in /healthz)
 	maxExchanges   = 16                    // distinct exchange label values before the rest become "other"
 	errLogInterval = 5 * time.Second       // a broker outage logs once per interval, not per fetch
 )
@@ -76,11 +76,23 @@ func (c *consumer) noteErr(err error) {
 	c.errMu.Unlock()
 }
 
-// notReady returns why the consumer is not ready, or "" when a fetch was answered recently.
+// notReady returns why the gateway cannot serve yet: until the first fetch is answered it does not know
+// the topic's partitions. After that it stays ready through a Kafka outage: its clients keep their
+// connections and snapshots, and the stream resumes when the broker is back. Taking every replica out of
+// the load balancer would turn a Kafka blip into a gateway outage (see fetchState for the detail).
 func (c *consumer) notReady() string {
+	if c.lastFetch.Load() != 0 {
+		return ""
+	}
+	return c.fetchState()
+}
+
+// fetchState says how the consumer is doing: "fetching" when a fetch was answered recently, else since when
+// none was and the last error.
+func (c *consumer) fetchState() string {
 	last := c.lastFetch.Load()
 	if last != 0 && time.Since(time.Unix(0, last)) < readyFetchAge {
-		return ""
+		return "fetching"
 	}
 	c.errMu.Lock()
 	lastErr := c.lastErr

@@ -18,20 +18,21 @@ var knownExchanges = []string{"XNYS", "XNAS", "XLON"}
 
 // metrics are the gateway's Prometheus series; names and labels are the ones slo/ reads.
 type metrics struct {
-	registry      *prometheus.Registry
-	handshakeOK   prometheus.Counter
-	handshakeErr  prometheus.Counter
-	connections   prometheus.Gauge
-	subscriptions prometheus.Gauge
-	messages      prometheus.Counter
-	frames        prometheus.Counter
-	conflations   prometheus.Counter
-	pushLatency   *prometheus.HistogramVec
-	httpRequests  *prometheus.CounterVec
-	httpDuration  *prometheus.HistogramVec
-	kafkaRecords  prometheus.Counter
-	kafkaDropped  *prometheus.CounterVec
-	kafkaLag      *prometheus.GaugeVec
+	registry       *prometheus.Registry
+	handshakeOK    prometheus.Counter
+	handshakeErr   prometheus.Counter
+	handshakeDrain prometheus.Counter
+	connections    prometheus.Gauge
+	subscriptions  prometheus.Gauge
+	messages       prometheus.Counter
+	frames         prometheus.Counter
+	conflations    prometheus.Counter
+	pushLatency    *prometheus.HistogramVec
+	httpRequests   *prometheus.CounterVec
+	httpDuration   *prometheus.HistogramVec
+	kafkaRecords   prometheus.Counter
+	kafkaDropped   *prometheus.CounterVec
+	kafkaLag       *prometheus.GaugeVec
 }
 
 // faultLabel renders the fault flags as the `fault` label: "none" when both are off, else
@@ -50,7 +51,7 @@ func newMetrics(version, fault string) *metrics {
 	// go_info has a label of its own named version, so the runtime collectors go unwrapped.
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	handshakes := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "gateway_ws_handshakes_total", Help: "WebSocket upgrade attempts by result (ok, error).",
+		Name: "gateway_ws_handshakes_total", Help: "WebSocket upgrade attempts by result (ok, error, draining).",
 	}, []string{"result"})
 	m := &metrics{
 		registry: reg,
@@ -85,6 +86,7 @@ func newMetrics(version, fault string) *metrics {
 	}
 	m.handshakeOK = handshakes.WithLabelValues("ok")
 	m.handshakeErr = handshakes.WithLabelValues("error")
+	m.handshakeDrain = handshakes.WithLabelValues("draining")
 	for _, ex := range knownExchanges {
 		m.pushLatency.WithLabelValues(ex)
 	}

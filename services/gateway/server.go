@@ -81,7 +81,8 @@ func (s *server) injectFault() bool {
 
 func (s *server) handleWS(w http.ResponseWriter, r *http.Request) {
 	if s.draining.Load() {
-		s.m.handshakeErr.Inc()
+		// Not an error of the service: HAProxy retries the handshake on another replica (retry-on 503).
+		s.m.handshakeDrain.Inc()
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "draining"})
 		return
 	}
@@ -110,7 +111,8 @@ func (s *server) handleWS(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) handleHealthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{
-		"status": "ok", "service": "gateway", "version": s.cfg.version, "replica": s.cfg.replica})
+		"status": "ok", "service": "gateway", "version": s.cfg.version, "replica": s.cfg.replica,
+		"kafka": s.kafka.fetchState()})
 }
 
 func (s *server) handleReadyz(w http.ResponseWriter, _ *http.Request) {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
@@ -132,3 +133,33 @@ async def trade(url: str, symbols: Sequence[str], duration_s: float, trader: Tra
 def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def stalled_trader(host: str, port: int, symbols: Sequence[str], duration_s: float) -> None:
+    """A trader whose application stops reading: raw WebSocket handshake and subscribe, a small receive
+    buffer, then it sits on the socket for `duration_s` without reading a byte."""
+    import base64
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, (host, port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    await loop.sock_sendall(sock, (f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                                   "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += await loop.sock_recv(sock, 1)  # byte by byte: nothing past the headers is consumed
+    assert head.startswith(b"HTTP/1.1 101"), head
+    payload = json.dumps({"op": "subscribe", "symbols": list(symbols)}).encode()
+    mask = os.urandom(4)
+    header = bytes([0x81, 0x80 | 126]) + len(payload).to_bytes(2, "big") if len(payload) > 125 \
+        else bytes([0x81, 0x80 | len(payload)])
+    await loop.sock_sendall(sock, header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+    try:
+        await asyncio.sleep(duration_s)
+    finally:
+        sock.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import time
@@ -15,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.scenario.platform_client import Sandbox, Trader, openbell, percentile, trade
+from tests.scenario.platform_client import Sandbox, Trader, openbell, percentile, stalled_trader, trade
 
 pytestmark = pytest.mark.sandbox
 
@@ -201,6 +202,84 @@ def test_postgres_crash_during_orders_every_acknowledged_order_is_there_exactly_
         assert again.headers.get("Idempotent-Replayed") == "true"
 
 
+def test_canary_weight_on_haproxy_moves_new_traders_only_and_open_ones_stay(sandbox: Sandbox) -> None:
+    from openbell.sandbox import supervisor
+    from openbell.sandbox.layout import Layout
+
+    lay = Layout(sandbox.home)
+    url = sandbox.endpoints["websocket_url"]
+    symbols = sandbox.symbols(5)
+    started = supervisor.start_canary(lay, "v2", replicas=1)
+    assert [(row.name, row.health.version) for row in started] == [("gateway-canary-1", "v2")]
+    route = supervisor.router(lay)
+    try:
+        async def scenario() -> tuple[list[Trader], list[Trader], list[Trader]]:
+            old = [Trader(symbols) for _ in range(3)]
+            tasks = [asyncio.create_task(trade(url, symbols, 9, t)) for t in old]
+            await asyncio.sleep(1.5)
+            await asyncio.to_thread(route.set_canary_weight, 100)
+            on_canary = await asyncio.gather(*(trade(url, symbols, 1.5) for _ in range(4)))
+            await asyncio.to_thread(route.set_canary_weight, 0)
+            back = await asyncio.gather(*(trade(url, symbols, 1.5) for _ in range(3)))
+            await asyncio.gather(*tasks)
+            return old, list(on_canary), list(back)
+
+        old, on_canary, back = asyncio.run(scenario())
+    finally:
+        stopped = supervisor.stop_canary(lay)
+    assert stopped == ["gateway-canary-1"]
+    assert {t.hello["version"] for t in on_canary} == {"v2"} and all(t.records for t in on_canary)
+    assert {t.hello["version"] for t in back} == {"stable"}
+    for trader in old:  # opened before the weight changed: never moved, never cut, nothing lost
+        assert trader.hello["version"] == "stable" and trader.close_code is None
+        assert trader.unexplained_gaps() == 0 and trader.fseq_gaps == 0
+    assert route.canary_weight() == 0
+    assert route.backend_load()["gateway-canary"].total_sessions >= 4
+    assert "gateway-canary-1" not in {row["name"] for row in sandbox.status()["components"]}
+
+
+def test_gateway_drains_on_sigterm_with_a_reconnect_hint(sandbox: Sandbox) -> None:
+    port = sandbox.endpoints["gateway-2_url"].rsplit(":", 1)[1]
+    symbols = sandbox.symbols(5)
+
+    async def scenario() -> Trader:
+        task = asyncio.create_task(trade(f"ws://127.0.0.1:{port}/ws", symbols, 10))
+        await asyncio.sleep(1.5)
+        os.kill(sandbox.pid("gateway-2"), signal.SIGTERM)
+        return await task
+
+    trader = asyncio.run(scenario())
+    assert trader.records and trader.close_code == 1012  # "service restart"
+    assert int(json.loads(trader.close_reason)["reconnect_after_ms"]) >= 1000
+    assert sandbox.up()["state"] == "up"
+
+
+def test_a_client_that_stops_reading_does_not_stall_the_others(sandbox: Sandbox) -> None:
+    port = int(sandbox.endpoints["gateway-1_url"].rsplit(":", 1)[1])
+    url = f"ws://127.0.0.1:{port}/ws"
+    symbols = sandbox.symbols(50)
+    conflations_before = _gateway_counter(port, "gateway_send_queue_conflations_total")
+
+    async def scenario() -> Trader:
+        # Its socket buffers fill and the gateway must conflate for it, not wait on it.
+        blocker = asyncio.create_task(stalled_trader("127.0.0.1", port, symbols, 10))
+        await asyncio.sleep(0.5)
+        trader = await trade(url, symbols, 8)
+        await blocker
+        return trader
+
+    trader = asyncio.run(scenario())
+    assert len(trader.records) > 500
+    assert trader.unexplained_gaps() == 0 and trader.fseq_gaps == 0
+    assert percentile(trader.latencies_s, 0.5) < 1.0  # it kept getting fresh ticks, not a backlog
+    assert _gateway_counter(port, "gateway_send_queue_conflations_total") > conflations_before
+
+
+def _gateway_counter(port: int, name: str) -> float:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
+
+
 def test_prometheus_scrapes_every_target_and_the_slo_rules_record_values(sandbox: Sandbox) -> None:
     prom = sandbox.endpoints["prometheus_url"]
 
@@ -263,8 +342,6 @@ def _wait_for_enriched(bootstrap: str, session: int, acked: dict[str, int], time
             for message in consumer.consume(num_messages=5000, timeout=0.5):
                 if message.error():
                     continue
-                import json
-
                 record = json.loads(message.value())
                 if record.get("session") != session:
                     continue

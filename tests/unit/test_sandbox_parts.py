@@ -64,7 +64,7 @@ def test_a_bound_port_is_not_free() -> None:
         assert not ports.is_free(sock.getsockname()[1])
 
 
-def test_spawned_process_outlives_nothing_and_stops_by_group(tmp_path: Path) -> None:
+def test_stopping_a_process_takes_its_children_with_it(tmp_path: Path) -> None:
     # A parent that starts a child of its own: stopping the parent's group must take the child too.
     script = "import subprocess, time; subprocess.Popen(['sleep', '60']); time.sleep(60)"
     record = processes.spawn([sys.executable, "-c", script], tmp_path / "p.log", {}, tmp_path)
@@ -118,3 +118,10 @@ def test_state_round_trips_and_a_corrupt_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match=r"sandbox\.json"):
         state.load(path)
     assert state.load(tmp_path / "none.json") is None
+
+
+def test_the_kafka_version_the_sandbox_expects_is_the_one_maven_fetches() -> None:
+    from openbell.sandbox.layout import KAFKA_VERSION, repo_root
+
+    pom = (repo_root() / "services" / "kafka" / "pom.xml").read_text()
+    assert f"<kafka.version>{KAFKA_VERSION}</kafka.version>" in pom

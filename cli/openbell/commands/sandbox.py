@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from openbell.commands.output import OUTPUT_OPTION, Output, console, print_json, resolve
 from openbell.errors import EXIT_UNREACHABLE, SpecError
+
+if TYPE_CHECKING:
+    from openbell.sandbox.layout import Layout
+    from openbell.sandbox.supervisor import SandboxStatus
 
 app = typer.Typer(help="The platform on this machine: Kafka, PostgreSQL, ClickHouse engine, feed, enricher, "
                   "ledger, gateways behind HAProxy, Prometheus.", no_args_is_help=True)
@@ -17,7 +23,7 @@ HOME = typer.Option(None, "--home",
                     help="State directory [env OPENBELL_HOME, default ~/.local/state/openbell/sandbox].")
 
 
-def _layout(home: Path | None):  # type: ignore[no-untyped-def]
+def _layout(home: Path | None) -> Layout:
     from openbell.sandbox.layout import Layout, default_home
 
     return Layout(home.expanduser().resolve() if home else default_home())
@@ -36,7 +42,7 @@ def _pinned(values: list[str]) -> dict[str, int]:
     pinned = {}
     for value in values:
         name, _, port = value.partition("=")
-        if not name or not port.isdigit() or not 0 < int(port) < 65536:
+        if not name or not re.fullmatch(r"[0-9]{1,5}", port) or not 0 < int(port) < 65536:
             raise SpecError("--port", value, "expected NAME=PORT, e.g. haproxy=8080")
         pinned[name] = int(port)
     return pinned
@@ -45,9 +51,12 @@ def _pinned(values: list[str]) -> dict[str, int]:
 @app.command()
 def up(
     ctx: typer.Context,
-    gateway_replicas: int = typer.Option(2, "--gateway-replicas", min=1, max=16, help="Stable gateway replicas."),
-    scrape_interval: str = typer.Option("1s", "--scrape-interval", help="Prometheus scrape and rule interval."),
-    feed_rate: float = typer.Option(500.0, "--feed-rate", min=1.0, help="Ticks per second from the feed."),
+    gateway_replicas: int | None = typer.Option(None, "--gateway-replicas", min=1, max=16,
+                                                help="Stable gateway replicas [default 2]."),
+    scrape_interval: str | None = typer.Option(None, "--scrape-interval",
+                                               help="Prometheus scrape and rule interval [default 1s]."),
+    feed_rate: float | None = typer.Option(None, "--feed-rate", min=1.0,
+                                           help="Ticks per second from the feed [default 500]."),
     timeout: str = typer.Option("120s", "--timeout", help="Give up when not all healthy by then."),
     port: list[str] = typer.Option([], "--port", help="Pin a port, NAME=PORT (repeatable), e.g. haproxy=8080."),
     home: Path | None = HOME,
@@ -57,7 +66,7 @@ def up(
     from openbell.sandbox.supervisor import UpOptions
     from openbell.sandbox.supervisor import up as do_up
 
-    interval = _duration("--scrape-interval", scrape_interval)
+    interval = _duration("--scrape-interval", scrape_interval) if scrape_interval is not None else None
     options = UpOptions(gateway_replicas=gateway_replicas, scrape_interval_s=interval, feed_rate=feed_rate,
                         timeout_s=_duration("--timeout", timeout), pinned_ports=_pinned(port))
     fmt = resolve(ctx, output)
@@ -150,6 +159,8 @@ def logs(
     if not follow:
         return
     sys.stdout.flush()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(exist_ok=True)  # following a component that has not logged yet waits for its first line
     with open(path, "rb") as handle:
         handle.seek(0, 2)
         try:
@@ -164,7 +175,7 @@ def logs(
             return
 
 
-def _render(result) -> None:  # type: ignore[no-untyped-def]
+def _render(result: SandboxStatus) -> None:
     from rich.table import Table
 
     table = Table(title=f"sandbox {result.state}: {result.home}")

@@ -8,6 +8,7 @@ and PostgreSQL to answer.
 from __future__ import annotations
 
 import os
+import re
 import resource
 import shutil
 import signal
@@ -35,8 +36,6 @@ class Context:
 
     layout: Layout
     state: SandboxState
-    feed_rate: float = 500.0
-    extra_env: dict[str, str] = field(default_factory=dict)
 
     def port(self, key: str) -> int:
         return self.state.ports[key]
@@ -82,7 +81,7 @@ class Component:
         raise NotImplementedError
 
     def env(self, ctx: Context) -> dict[str, str]:
-        return dict(ctx.extra_env)
+        return {}
 
     def cwd(self, ctx: Context) -> Path:
         return ctx.layout.home
@@ -137,10 +136,22 @@ class Kafka(Component):
         return [*argv, "-cp", f"{layout.kafka_lib()}/*", "kafka.Kafka", str(cfg / "kafka.properties")]
 
     def probe(self, ctx: Context) -> Health:
-        return probes.kafka(ctx.port("kafka"), layout.KAFKA_VERSION)
+        return probes.kafka(ctx.port("kafka"), _logged_kafka_version(ctx.layout.log(self.name)))
 
     def after_ready(self, ctx: Context) -> None:
         create_topics(ctx.kafka_bootstrap)
+
+
+def _logged_kafka_version(log: Path) -> str:
+    """The version the running broker printed at start-up ("Kafka version: 4.1.0"), from its log."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 4 * 1024 * 1024))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    found = re.findall(r"Kafka version: (\S+)", text)
+    return found[-1] if found else ""
 
 
 def create_topics(bootstrap: str, timeout_s: float = 20.0) -> None:
@@ -230,44 +241,63 @@ class PostgresExporter(Component):
         return [str(exporter), f"--web.listen-address=127.0.0.1:{ctx.port(self.name)}"]
 
     def env(self, ctx: Context) -> dict[str, str]:
-        return {**super().env(ctx), "DATA_SOURCE_NAME": ctx.pg_dsn("postgres") + "?sslmode=disable"}
+        return {"DATA_SOURCE_NAME": ctx.pg_dsn("postgres") + "?sslmode=disable"}
 
     def probe(self, ctx: Context) -> Health:
         return probes.metrics_endpoint(ctx.port(self.name))
 
 
-@dataclass
 class PythonService(Component):
-    """One of the platform's Python services (services/<module>)."""
+    """One of the platform's Python services: `python -m services.<name>` with the common flags."""
 
-    service: str = ""
-    stage_: int = 2
-
-    def __post_init__(self) -> None:
-        self.name = self.service
-        self.stage = self.stage_
+    stage = 2
+    modules: tuple[str, ...] = ("aiohttp", "confluent_kafka", "prometheus_client")
 
     def preflight(self) -> None:
-        for module in ("aiohttp", "confluent_kafka", "prometheus_client"):
+        for module in self.modules:
             if not _importable(module):
                 raise UnreachableError(f"{self.name}: Python module {module} missing; run `make setup`")
 
+    def args(self, ctx: Context) -> list[str]:
+        """The service's own flags."""
+        return []
+
     def argv(self, ctx: Context) -> list[str]:
-        common = [sys.executable, "-m", f"services.{self.service}", "--listen", self.address(ctx),
-                  "--kafka", ctx.kafka_bootstrap, "--version", "stable"]
-        if self.service == "feed":
-            return [*common, "--rate", f"{ctx.feed_rate:g}"]
-        if self.service == "enricher":
-            return [*common, "--clickhouse-path", str(ctx.layout.data / "clickhouse")]
-        if self.service == "ledger":
-            return [*common, "--dsn", ctx.pg_dsn()]
-        return common
+        return [sys.executable, "-m", f"services.{self.name}", "--listen", self.address(ctx),
+                "--kafka", ctx.kafka_bootstrap, "--version", "stable", *self.args(ctx)]
 
     def env(self, ctx: Context) -> dict[str, str]:
-        return {**super().env(ctx), "PYTHONUNBUFFERED": "1"}
+        return {"PYTHONUNBUFFERED": "1"}
 
     def probe(self, ctx: Context) -> Health:
         return probes.http_ready(ctx.port(self.name))
+
+
+class Feed(PythonService):
+    name = "feed"
+
+    def args(self, ctx: Context) -> list[str]:
+        return ["--rate", f"{ctx.state.feed_rate:g}"]
+
+
+class Enricher(PythonService):
+    name = "enricher"
+    modules = (*PythonService.modules, "chdb")
+    # Its own shutdown bounds: consumer close and the last ClickHouse insert.
+    stop_timeout_s = 40.0
+
+    def args(self, ctx: Context) -> list[str]:
+        return ["--clickhouse-path", str(ctx.layout.data / "clickhouse")]
+
+
+class Ledger(PythonService):
+    name = "ledger"
+    modules = (*PythonService.modules, "psycopg", "psycopg_pool")
+    # In-flight requests, a last outbox relay pass and the pool close, each bounded by the ledger.
+    stop_timeout_s = 35.0
+
+    def args(self, ctx: Context) -> list[str]:
+        return ["--dsn", ctx.pg_dsn()]
 
 
 @dataclass
@@ -313,7 +343,9 @@ class HAProxy(Component):
 
     def prepare(self, ctx: Context) -> None:
         stable = [configs.Backend(name, ctx.port(name)) for name in ctx.stable_gateways()]
-        canary = [configs.Backend(name, ctx.port(name), disabled=True) for name in ctx.canary_gateways()]
+        # Canary slots stay disabled until a rollout starts a gateway in them (enabled at runtime).
+        canary = [configs.Backend(name, ctx.port(name), disabled=name not in ctx.state.processes)
+                  for name in ctx.canary_gateways()]
         _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         limit = hard if hard != resource.RLIM_INFINITY else 65536
         # Each proxied connection holds two descriptors; keep headroom for listeners, checks and the socket.
@@ -321,7 +353,11 @@ class HAProxy(Component):
         (ctx.layout.config / "haproxy.cfg").write_text(configs.haproxy_cfg(
             ctx.port("haproxy"), ctx.port("haproxy-stats"), self.socket_path(ctx), self.weights_map(ctx),
             stable, canary, ctx.port("ledger"), ctx.port("enricher"), maxconn))
-        self.weights_map(ctx).write_text(configs.haproxy_weights(ctx.state.canary_percent))
+        # A (re)started HAProxy sends nothing to the canary backend unless a canary runs: an empty backend
+        # would answer 503 to its share of traders.
+        canary_running = any(name in ctx.state.processes for name in ctx.canary_gateways())
+        if not (canary_running and self.weights_map(ctx).exists()):
+            self.weights_map(ctx).write_text(configs.haproxy_weights(0))
         self.socket_path(ctx).unlink(missing_ok=True)
 
     def argv(self, ctx: Context) -> list[str]:
@@ -396,9 +432,9 @@ def platform(ctx: Context) -> list[Component]:
         HAProxy(),
         Prometheus(),
         PostgresExporter(),
-        PythonService(service="feed"),
-        PythonService(service="enricher"),
-        PythonService(service="ledger"),
+        Feed(),
+        Enricher(),
+        Ledger(),
         *(Gateway(replica=name) for name in ctx.stable_gateways()),
     ]
 

@@ -113,11 +113,6 @@ def haproxy_cfg(
     """The platform's edge: WebSocket and quotes to the gateways (stable/canary split by a runtime map),
     orders to the ledger, analytics to the enricher; Prometheus exporter and stats on their own port."""
 
-    def servers(backends: Sequence[Backend]) -> list[str]:
-        return [
-            f"  server {b.name} 127.0.0.1:{b.port} check{' disabled' if b.disabled else ''}" for b in backends
-        ]
-
     lines = [
         "global",
         f"  stats socket {socket_path} mode 600 level admin expose-fd listeners",
@@ -161,28 +156,34 @@ def haproxy_cfg(
         "  use_backend gateway-canary if to_canary",
         "  default_backend gateway-stable",
         "",
-        "backend gateway-stable",
-        "  balance leastconn",
-        "  option httpchk GET /readyz",
-        "  http-check expect status 200",
-        *servers(stable),
-        "",
-        "backend gateway-canary",
-        "  balance leastconn",
-        "  option httpchk GET /readyz",
-        "  http-check expect status 200",
-        *servers(canary),
-        "",
+        *gateway_backend("gateway-stable", stable),
+        *gateway_backend("gateway-canary", canary),
+        # Ledger and enricher are checked for life, not readiness: when PostgreSQL is down the ledger must
+        # still answer (503), or its own metrics - the SLIs - would never see the outage.
         "backend ledger",
-        "  option httpchk GET /readyz",
+        "  option httpchk GET /healthz",
         f"  server ledger 127.0.0.1:{ledger_port} check",
         "",
         "backend enricher",
-        "  option httpchk GET /readyz",
+        "  option httpchk GET /healthz",
         f"  server enricher 127.0.0.1:{enricher_port} check",
         "",
     ]
     return "\n".join(lines)
+
+
+def gateway_backend(name: str, servers: Sequence[Backend]) -> list[str]:
+    """A gateway backend: least connections (WebSockets are long-lived), readiness-checked so a draining
+    replica gets no new traders, and a handshake it refuses (503) is retried on another replica."""
+    return [
+        f"backend {name}",
+        "  balance leastconn",
+        "  option httpchk GET /readyz",
+        "  http-check expect status 200",
+        "  retry-on conn-failure empty-response 503",
+        *(f"  server {b.name} 127.0.0.1:{b.port} check{' disabled' if b.disabled else ''}" for b in servers),
+        "",
+    ]
 
 
 def haproxy_weights(canary_percent: int) -> str:

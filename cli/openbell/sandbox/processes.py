@@ -45,6 +45,23 @@ def start_ticks(pid: int) -> int | None:
     return int(fields[19]) if fields else None
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a live process has used, all its threads included (0 when it is gone)."""
+    fields = _stat_fields(pid)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") if fields else 0.0
+
+
+def process_group(pgid: int) -> list[int]:
+    """Live (non-zombie) members of a process group."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields and fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
+                members.append(int(entry.name))
+    return members
+
+
 def is_running(record: ProcessRecord) -> bool:
     """True while the recorded process (not a reused pid) exists and is not a zombie."""
     with contextlib.suppress(ChildProcessError):
@@ -78,30 +95,22 @@ def spawn(
     return ProcessRecord(proc.pid, ticks if ticks is not None else -1)
 
 
-def signal_group(record: ProcessRecord, sig: int) -> None:
-    """Send `sig` to the process' group (it leads its own session), or to the process if the group is gone."""
-    if not is_running(record):
-        return
-    try:
-        os.killpg(record.pid, sig)
-    except ProcessLookupError:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(record.pid, sig)
-
-
 def stop(record: ProcessRecord, sig: int = signal.SIGTERM, timeout_s: float = 15.0) -> bool:
     """Ask the process to stop with `sig`, wait up to `timeout_s`, then SIGKILL its group.
 
+    The signal goes to the leader only: it stops its own children the way it knows (PostgreSQL's
+    postmaster must not have SIGINT sent to every backend). Whatever of its group outlives it is killed.
     Returns True when it stopped on its own, False when it had to be killed.
     """
-    signal_group(record, sig)
+    if is_running(record):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(record.pid, sig)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if not is_running(record):
             _kill_group_leftovers(record.pid)
             return True
         time.sleep(0.05)
-    signal_group(record, signal.SIGKILL)
     _kill_group_leftovers(record.pid)
     end = time.monotonic() + 5
     while is_running(record) and time.monotonic() < end:
@@ -109,9 +118,24 @@ def stop(record: ProcessRecord, sig: int = signal.SIGTERM, timeout_s: float = 15
     return False
 
 
-def _kill_group_leftovers(pgid: int) -> None:
+def kill_leftovers(record: ProcessRecord, home: Path) -> None:
+    """SIGKILL what is left of a dead leader's group (its children), before a restart. Only processes
+    tagged with this sandbox: the old pid may since have been reused by a stranger."""
+    if is_running(record):
+        return
+    for pid in tagged_processes(home):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if os.getpgid(pid) == record.pid:
+                os.kill(pid, signal.SIGKILL)
+
+
+def _kill_group_leftovers(pgid: int, timeout_s: float = 2.0) -> None:
+    """SIGKILL a process group and wait (bounded) until none of it is left but zombies."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout_s
+    while process_group(pgid) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def tagged_processes(home: Path) -> list[int]:

@@ -21,10 +21,10 @@ class SandboxState:
     gateway_replicas: int = 2
     canary_slots: int = 2
     scrape_interval_s: float = 1.0
+    feed_rate: float = 500.0
     ports: dict[str, int] = field(default_factory=dict)
     processes: dict[str, ProcessRecord] = field(default_factory=dict)
     kafka_cluster_id: str = ""
-    canary_percent: int = 0
     started_at: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -33,10 +33,10 @@ class SandboxState:
             "gateway_replicas": self.gateway_replicas,
             "canary_slots": self.canary_slots,
             "scrape_interval_s": self.scrape_interval_s,
+            "feed_rate": self.feed_rate,
             "ports": self.ports,
             "processes": {name: rec.to_json() for name, rec in self.processes.items()},
             "kafka_cluster_id": self.kafka_cluster_id,
-            "canary_percent": self.canary_percent,
             "started_at": self.started_at,
         }
 
@@ -54,12 +54,12 @@ def load(path: Path) -> SandboxState | None:
             gateway_replicas=int(raw["gateway_replicas"]),
             canary_slots=int(raw.get("canary_slots", 2)),
             scrape_interval_s=float(raw["scrape_interval_s"]),
+            feed_rate=float(raw.get("feed_rate", 500.0)),
             ports={str(k): int(v) for k, v in raw["ports"].items()},
             processes={
                 str(k): ProcessRecord(int(v["pid"]), int(v["start_ticks"])) for k, v in raw["processes"].items()
             },
             kafka_cluster_id=str(raw.get("kafka_cluster_id", "")),
-            canary_percent=int(raw.get("canary_percent", 0)),
             started_at=float(raw.get("started_at", 0.0)),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -6,16 +6,18 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import shutil
+import signal
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from openbell.errors import UnreachableError, UsageError
+from openbell.errors import SpecError, UnreachableError, UsageError
 from openbell.sandbox import ports as port_alloc
-from openbell.sandbox import processes, state
-from openbell.sandbox.components import Component, Context, platform, port_keys
+from openbell.sandbox import probes, processes, state
+from openbell.sandbox.components import Component, Context, Gateway, platform, port_keys, write_gateway_targets
+from openbell.sandbox.haproxy_router import CANARY_BACKEND, HAProxyRouter
 from openbell.sandbox.layout import Layout
 from openbell.sandbox.probes import Health
 from openbell.sandbox.state import SandboxState
@@ -25,9 +27,11 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class UpOptions:
-    gateway_replicas: int = 2
-    scrape_interval_s: float = 1.0
-    feed_rate: float = 500.0
+    """What `sandbox up` was asked for; None keeps what the sandbox already has (or the default)."""
+
+    gateway_replicas: int | None = None
+    scrape_interval_s: float | None = None
+    feed_rate: float | None = None
     timeout_s: float = 120.0
     pinned_ports: dict[str, int] = field(default_factory=dict)
 
@@ -98,43 +102,53 @@ def locked(lay: Layout) -> Iterator[None]:
         yield
 
 
-def context(lay: Layout, options: UpOptions | None = None) -> Context:
-    saved = state.load(lay.state_file) or SandboxState()
-    ctx = Context(lay, saved)
-    if options is not None:
-        ctx.feed_rate = options.feed_rate
-    return ctx
+def context(lay: Layout) -> Context:
+    return Context(lay, state.load(lay.state_file) or SandboxState())
+
+
+def _apply_options(ctx: Context, options: UpOptions, running: set[str]) -> None:
+    """Options change a stopped sandbox; a running one keeps its own, and a different ask is refused
+    rather than silently ignored."""
+    asked = {"gateway_replicas": (options.gateway_replicas, "--gateway-replicas"),
+             "scrape_interval_s": (options.scrape_interval_s, "--scrape-interval"),
+             "feed_rate": (options.feed_rate, "--feed-rate")}
+    for attr, (value, flag) in asked.items():
+        if value is None or value == getattr(ctx.state, attr):
+            continue
+        if running:
+            raise UsageError(f"{flag}: sandbox {ctx.layout.home} is up with {getattr(ctx.state, attr):g}; "
+                             f"`openbell sandbox down` first to change it")
+        setattr(ctx.state, attr, value)
 
 
 def up(lay: Layout, options: UpOptions, progress: Progress = lambda _: None) -> SandboxStatus:
     """Start every component not already running, wait until all are healthy (or fail naming one)."""
     with locked(lay):
         lay.ensure()
-        ctx = context(lay, options)
+        ctx = context(lay)
         running = _running(ctx)
-        if running and ctx.state.gateway_replicas != options.gateway_replicas:
-            raise UsageError(f"sandbox {lay.home} is up with {ctx.state.gateway_replicas} gateway replicas; "
-                             "`openbell sandbox down` first to change --gateway-replicas")
-        if not running:
-            ctx.state.gateway_replicas = options.gateway_replicas
-            ctx.state.scrape_interval_s = options.scrape_interval_s
+        _apply_options(ctx, options, running)
         components = platform(ctx)
         for component in components:
             component.preflight()
         _assign_ports(ctx, options.pinned_ports, running)
         state.save(lay.state_file, ctx.state)
         deadline = time.monotonic() + options.timeout_s
+        seen: dict[str, Health] = {}
         for stage in sorted({c.stage for c in components}):
             batch = [c for c in components if c.stage == stage]
             _start(ctx, [c for c in batch if c.name not in running], progress)
-            _wait_healthy(ctx, batch, deadline, progress)
+            seen.update(_wait_healthy(ctx, batch, deadline, progress))
+            # Idempotent (topics, database): also after a start that failed half way through.
             for component in batch:
-                if component.name not in running:
-                    component.after_ready(ctx)
+                component.after_ready(ctx)
         if not ctx.state.started_at:
             ctx.state.started_at = time.time()
         state.save(lay.state_file, ctx.state)
-        return status(lay)
+        # Report the health just seen rather than probing again: a slow probe on a busy machine must not
+        # turn a successful start into "degraded".
+        rows = [_row(ctx, c, seen[c.name]) for c in components]
+        return SandboxStatus(lay.home, rows + _extra_rows(ctx, components), endpoints(ctx))
 
 
 def _running(ctx: Context) -> set[str]:
@@ -184,6 +198,11 @@ def _start(ctx: Context, batch: list[Component], progress: Progress) -> None:
         for future in [pool.submit(c.prepare, ctx) for c in batch]:
             future.result()
     for component in batch:
+        previous = ctx.state.processes.get(component.name)
+        if previous is not None:
+            # A crashed leader can leave children holding its resources (PostgreSQL backends holding
+            # shared memory): they go before the restart.
+            processes.kill_leftovers(previous, ctx.layout.home)
         progress(f"starting {component.name} on {component.address(ctx)}")
         record = processes.spawn(component.argv(ctx), ctx.layout.log(component.name), component.env(ctx),
                                  ctx.layout.home, cwd=component.cwd(ctx), user=component.user())
@@ -191,7 +210,8 @@ def _start(ctx: Context, batch: list[Component], progress: Progress) -> None:
         state.save(ctx.layout.state_file, ctx.state)
 
 
-def _wait_healthy(ctx: Context, batch: list[Component], deadline: float, progress: Progress) -> None:
+def _wait_healthy(ctx: Context, batch: list[Component], deadline: float, progress: Progress
+                  ) -> dict[str, Health]:
     pending = {c.name: c for c in batch}
     last: dict[str, Health] = {}
     while pending:
@@ -205,11 +225,12 @@ def _wait_healthy(ctx: Context, batch: list[Component], deadline: float, progres
                 progress(f"{name} healthy ({health.detail})")
                 del pending[name]
         if not pending:
-            return
+            break
         if time.monotonic() > deadline:
             name, component = next(iter(pending.items()))
             raise _failed(ctx, component, f"not healthy in time: {last[name].detail}")
         time.sleep(0.2)
+    return last
 
 
 def _failed(ctx: Context, component: Component, why: str) -> UnreachableError:
@@ -225,23 +246,36 @@ def status(lay: Layout) -> SandboxStatus:
     if not ctx.state.ports:
         return SandboxStatus(lay.home, [], {})
     components = platform(ctx)
-    extra = [name for name in ctx.state.processes if name not in {c.name for c in components}]
 
     def one(component: Component) -> ComponentStatus:
         record = ctx.state.processes.get(component.name)
         alive = record is not None and processes.is_running(record)
-        health = component.probe(ctx) if alive else Health(False, "not running")
-        return ComponentStatus(component.name, record.pid if record else None, alive, component.address(ctx),
-                               health, str(lay.log(component.name)))
+        return _row(ctx, component, component.probe(ctx) if alive else Health(False, "not running"))
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         rows = list(pool.map(one, components))
-    for name in extra:
-        record = ctx.state.processes[name]
+    return SandboxStatus(lay.home, rows + _extra_rows(ctx, components), endpoints(ctx))
+
+
+def _row(ctx: Context, component: Component, health: Health) -> ComponentStatus:
+    record = ctx.state.processes.get(component.name)
+    alive = record is not None and processes.is_running(record)
+    return ComponentStatus(component.name, record.pid if record else None, alive, component.address(ctx),
+                           health, str(ctx.layout.log(component.name)))
+
+
+def _extra_rows(ctx: Context, components: list[Component]) -> list[ComponentStatus]:
+    """Processes the sandbox runs beyond its fixed platform (a rollout's canary replicas)."""
+    known = {c.name for c in components}
+    rows = []
+    for name, record in ctx.state.processes.items():
+        if name in known:
+            continue
         alive = processes.is_running(record)
-        rows.append(ComponentStatus(name, record.pid, alive, f"127.0.0.1:{ctx.state.ports.get(name, 0)}",
-                                    Health(alive, "running" if alive else "not running"), str(lay.log(name))))
-    return SandboxStatus(lay.home, rows, endpoints(ctx))
+        port = ctx.state.ports.get(name, 0)
+        health = probes.http_ready(port) if alive and port else Health(False, "not running")
+        rows.append(ComponentStatus(name, record.pid, alive, f"127.0.0.1:{port}", health, str(ctx.layout.log(name))))
+    return rows
 
 
 @dataclass(frozen=True)
@@ -258,7 +292,14 @@ def down(lay: Layout, purge: bool = False, progress: Progress = lambda _: None) 
     if not lay.home.exists():
         return DownReport([], [], [], False)
     with locked(lay):
-        ctx = context(lay)
+        try:
+            ctx = context(lay)
+        except SpecError:
+            # Unreadable state: nothing can be stopped by pid, but everything this sandbox started is
+            # tagged and can still be swept; the bad file goes aside so the next `up` starts clean.
+            orphans = processes.kill_orphans(lay.home)
+            lay.state_file.rename(lay.state_file.with_suffix(".corrupt"))
+            return DownReport([], [], orphans, False)
         order = {c.name: c for c in platform(ctx)} if ctx.state.ports else {}
         stopped: list[str] = []
         killed: list[str] = []
@@ -303,3 +344,57 @@ def component_names(lay: Layout) -> list[str]:
     ctx = context(lay)
     names = [c.name for c in platform(ctx)]
     return names + [n for n in ctx.state.processes if n not in names]
+
+
+def router(lay: Layout) -> HAProxyRouter:
+    """The running sandbox's traffic router (HAProxy's admin socket)."""
+    return HAProxyRouter(lay.run / "haproxy.sock", lay.config / "haproxy-weights.map")
+
+
+def start_canary(lay: Layout, version: str, replicas: int = 1, faults: dict[str, str] | None = None,
+                 timeout_s: float = 60.0, progress: Progress = lambda _: None) -> list[ComponentStatus]:
+    """Start `replicas` gateway processes at `version` in the canary slots, wait until they are ready,
+    enable them in HAProxy's canary backend (at weight 0 until the router is told otherwise) and add them
+    to Prometheus' gateway targets. `faults` (e.g. {"error_rate": "0.05"}) pass to the gateway's flags."""
+    with locked(lay):
+        ctx = context(lay)
+        if "haproxy" not in _running(ctx):
+            raise UnreachableError(f"sandbox {lay.home} is not up: `openbell sandbox up` first")
+        if not 1 <= replicas <= ctx.state.canary_slots:
+            raise UsageError(f"canary replicas: expected 1..{ctx.state.canary_slots}, got {replicas}")
+        names = ctx.canary_gateways()[:replicas]
+        components: list[Component] = [Gateway(replica=name, version=version, faults=dict(faults or {}))
+                                       for name in names]
+        for component in components:
+            component.preflight()
+        running = _running(ctx)
+        _start(ctx, [c for c in components if c.name not in running], progress)
+        seen = _wait_healthy(ctx, components, time.monotonic() + timeout_s, progress)
+        route = router(lay)
+        for name in names:
+            route.set_server(CANARY_BACKEND, name, enabled=True)
+        write_gateway_targets(ctx, [(name, version) for name in names])
+        state.save(lay.state_file, ctx.state)
+        return [_row(ctx, c, seen[c.name]) for c in components]
+
+
+def stop_canary(lay: Layout, progress: Progress = lambda _: None) -> list[str]:
+    """Canary weight to 0, its servers disabled, its processes drained (SIGTERM: clients get a reconnect
+    hint and come back through HAProxy to stable) and stopped, its Prometheus targets removed."""
+    with locked(lay):
+        ctx = context(lay)
+        route = router(lay)
+        route.set_canary_weight(0)
+        stopped = []
+        for name in ctx.canary_gateways():
+            record = ctx.state.processes.get(name)
+            route.set_server(CANARY_BACKEND, name, enabled=False)
+            if record is None:
+                continue
+            progress(f"stopping {name} (pid {record.pid})")
+            processes.stop(record, signal.SIGTERM, timeout_s=20)
+            del ctx.state.processes[name]
+            stopped.append(name)
+        write_gateway_targets(ctx)
+        state.save(lay.state_file, ctx.state)
+        return stopped
