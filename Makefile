@@ -8,12 +8,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.openbell-installed
 BUILD := build
-PROMETHEUS_URL ?=
 
 GATEWAY := $(BUILD)/bin/openbell-gateway
 GATEWAY_SRC := $(shell find services/gateway -name '*.go' -o -name go.mod -o -name go.sum 2>/dev/null)
 
-.PHONY: setup system kafka run test lint bench clean
+.PHONY: setup system kafka run test lint bench bench-sandbox clean
 
 setup: system kafka $(STAMP) $(GATEWAY)
 
@@ -34,8 +33,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
-# The SLO workflow on the platform's specs: validate, explain, generate the rules in both formats,
-# check them with promtool, and (given PROMETHEUS_URL) report live status.
+# The main job on the sandbox: the SLO workflow on the platform's specs (validate, explain, generate the
+# rules in both formats, check them with promtool), then the platform itself up on this machine with
+# those rules loaded, and its live SLO status. The sandbox stays up: `openbell sandbox down` stops it.
 run: setup
 	$(BIN)/openbell slo lint slo/
 	$(BIN)/openbell slo explain slo/
@@ -43,7 +43,9 @@ run: setup
 	$(BIN)/openbell slo rules slo/ --format prometheus-operator --namespace monitoring -o $(BUILD)/slo-prometheusrule.yaml
 	promtool check rules $(BUILD)/slo-rules.yaml
 	$(BIN)/openbell runbook list
-	@if [ -n "$(PROMETHEUS_URL)" ]; then $(BIN)/openbell slo status slo/ --prometheus $(PROMETHEUS_URL); fi
+	$(BIN)/openbell sandbox up
+	@sleep 15  # a few scrapes, so the SLIs have rates to show
+	$(BIN)/openbell slo status slo/
 
 test: setup
 	$(BIN)/ruff check cli services tests bench
@@ -58,6 +60,11 @@ lint: setup
 
 bench: setup
 	$(BIN)/python bench/cli_startup.py
+
+# Minutes, and the whole machine: sandbox start-up time, then the gateway fan-out end to end.
+bench-sandbox: setup
+	$(BIN)/python bench/sandbox_up.py --runs 3
+	$(BIN)/python bench/fanout.py
 
 clean:
 	rm -rf $(BUILD) .pytest_cache .mypy_cache .ruff_cache

@@ -18,7 +18,8 @@ app = typer.Typer(help="SLO specs: lint, explain, generate Prometheus rules, sta
 PATHS = typer.Argument(..., help="SLO spec files or folders (native, OpenSLO v1 or Sloth).")
 DEFAULT_PROMETHEUS = "http://127.0.0.1:9090"
 PROMETHEUS = typer.Option(None, "--prometheus", "-p",
-                          help=f"Prometheus base URL [env OPENBELL_PROMETHEUS_URL, default {DEFAULT_PROMETHEUS}].")
+                          help="Prometheus base URL [env OPENBELL_PROMETHEUS_URL; default: the running sandbox's,"
+                               f" else {DEFAULT_PROMETHEUS}].")
 
 
 class RuleFormat(str, Enum):
@@ -37,7 +38,12 @@ class InconclusivePolicy(str, Enum):
 
 
 def _prometheus_url(explicit: str | None) -> str:
-    return explicit or os.environ.get("OPENBELL_PROMETHEUS_URL") or DEFAULT_PROMETHEUS
+    """--prometheus, else $OPENBELL_PROMETHEUS_URL, else the running sandbox's, else 127.0.0.1:9090."""
+    if explicit or os.environ.get("OPENBELL_PROMETHEUS_URL"):
+        return explicit or os.environ["OPENBELL_PROMETHEUS_URL"]
+    from openbell.sandbox.supervisor import running_url
+
+    return running_url("prometheus") or DEFAULT_PROMETHEUS
 
 
 @app.command()

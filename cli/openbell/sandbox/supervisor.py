@@ -398,3 +398,19 @@ def stop_canary(lay: Layout, progress: Progress = lambda _: None) -> list[str]:
         write_gateway_targets(ctx)
         state.save(lay.state_file, ctx.state)
         return stopped
+
+
+def running_url(component: str, lay: Layout | None = None) -> str | None:
+    """http://127.0.0.1:PORT of a component of the default (or given) sandbox while it runs, else None:
+    the sandbox is the target every command falls back to."""
+    from openbell.sandbox.layout import default_home
+
+    try:
+        ctx = context(lay or Layout(default_home()))
+    except SpecError:
+        return None
+    record = ctx.state.processes.get(component)
+    port = ctx.state.ports.get(component)
+    if record is None or port is None or not processes.is_running(record):
+        return None
+    return f"http://127.0.0.1:{port}"
