@@ -34,6 +34,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._listoffsets import OffsetSpec  # the package re-exports it without saying so
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from services.common.kafka_errors import error_callback
 from services.enricher.store import Writer
 
 POLL_TIMEOUT_S = 0.005  # idle wait; also bounds how late delivery reports are served
@@ -123,12 +124,12 @@ class Pipeline:
         self.partitions: dict[int, PartitionState] = {}
         self.failed: str | None = None  # set when a publish failed for good: the process must restart
         self._stop = threading.Event()
-        self._last_error_log = 0.0
         self._last_watermark_log = 0.0
         # librdkafka logs every failed reconnect; error_cb reports outages (rate-limited) instead.
         common: dict[str, Any] = {"bootstrap.servers": bootstrap, "log_level": 2, "reconnect.backoff.ms": 100,
                   "reconnect.backoff.max.ms": 1000, "socket.keepalive.enable": True,
-                  "logger": kafka_logger(), "error_cb": self._on_error}
+                  "logger": kafka_logger(),
+                  "error_cb": error_callback(log, self._on_fatal)}
         self.consumer = Consumer({
             **common,
             "group.id": group,
@@ -187,13 +188,8 @@ class Pipeline:
 
     # --- Kafka callbacks (run on the pipeline thread, inside poll/flush) ----------------------------------------
 
-    def _on_error(self, err: KafkaError) -> None:
-        if err.fatal():
-            self.failed = f"kafka fatal error: {err}"
-            log.critical(self.failed)
-        elif time.monotonic() - self._last_error_log > 5:  # outages repeat this on every reconnect
-            self._last_error_log = time.monotonic()
-            log.warning("kafka: %s", err)
+    def _on_fatal(self, description: str) -> None:
+        self.failed = description
 
     def _on_assign(self, _: Consumer, tps: list[TopicPartition]) -> None:
         now = time.time()

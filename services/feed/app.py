@@ -15,6 +15,7 @@ from aiohttp import web
 from confluent_kafka import KafkaError, Message, Producer
 from prometheus_client import Counter, Gauge
 
+from services.common.kafka_errors import ThrottledLog, error_callback
 from services.common.service import Service, base_parser, configure_logging
 from services.feed.schedule import MAX_MULTIPLIER, Schedule, number, parse_schedule
 from services.feed.universe import Instrument, TickMaker, build_universe
@@ -72,8 +73,9 @@ class Feed:
         self._thread = threading.Thread(target=self._run, name="feed-producer", daemon=True)
         self._acked_pending = 0
         self._failed_pending = 0
-        self._last_error_log = 0.0
-        self.producer = Producer({**producer_config(args.kafka), "error_cb": self._on_error})
+        self._delivery_errors = ThrottledLog(log)
+        self.producer = Producer({**producer_config(args.kafka),
+                                  "error_cb": error_callback(log, self._on_fatal, "producer")})
         if args.schedule:
             self.schedule = parse_schedule(orjson.loads(args.schedule), time.monotonic())
 
@@ -130,20 +132,13 @@ class Feed:
         self._drain_counts()
         return left
 
-    def _on_error(self, err: KafkaError) -> None:
-        if err.fatal():
-            self.fatal = f"producer fatal error: {err}"
-            log.critical(self.fatal)
-        elif time.monotonic() - self._last_error_log > 5:  # broker outages repeat this every reconnect
-            self._last_error_log = time.monotonic()
-            log.warning("kafka: %s", err)
+    def _on_fatal(self, description: str) -> None:
+        self.fatal = description
 
     def _on_delivery(self, index: int, seq: int, err: KafkaError | None, _: Message) -> None:
         if err is not None:
             self._failed_pending += 1
-            if time.monotonic() - self._last_error_log > 5:
-                self._last_error_log = time.monotonic()
-                log.error("tick %s #%d failed: %s", self.universe[index].symbol, seq, err)
+            self._delivery_errors(logging.ERROR, "tick %s #%d failed: %s", self.universe[index].symbol, seq, err)
             return
         self._acked_pending += 1
         # Acks within a partition arrive in order, so contiguity means 1..seq are durable; after a failure
