@@ -269,7 +269,7 @@ def test_a_client_that_stops_reading_does_not_stall_the_others(sandbox: Sandbox)
         return trader
 
     trader = asyncio.run(scenario())
-    assert len(trader.records) > 500
+    assert len(trader.records) > 200
     assert trader.unexplained_gaps() == 0 and trader.fseq_gaps == 0
     assert percentile(trader.latencies_s, 0.5) < 1.0  # it kept getting fresh ticks, not a backlog
     assert _gateway_counter(port, "gateway_send_queue_conflations_total") > conflations_before

