@@ -3,11 +3,15 @@ k6-operator objects checked against the TestRun CRD's schema."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
+import yaml
 
 from openbell.errors import SpecError
 from openbell.load import catalogue, render, summary
@@ -154,3 +158,24 @@ def test_render_refuses_zero_runners_and_an_unknown_profile_is_named(tmp_path: P
         render.testrun(_profile(tmp_path), "openbell-x", "loadtest", 0, {})
     with pytest.raises(SpecError, match="unknown profile"):
         catalogue.find("tokyo-open", tmp_path)
+
+
+def _openbell(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "openbell", *args], capture_output=True, text=True, timeout=60,
+                          cwd=ROOT)
+
+
+def test_load_render_prints_a_configmap_and_a_testrun_that_match_the_crd() -> None:
+    done = _openbell("load", "render", "nyse-open", "--parallelism", "8", "--scale", "1")
+    assert done.returncode == 0, done.stderr
+    cm, run = list(yaml.safe_load_all(done.stdout))
+    jsonschema.validate(run, TESTRUN_SCHEMA)
+    assert run["spec"]["parallelism"] == 8 and cm["kind"] == "ConfigMap"
+    assert set(cm["data"]) == {"nyse-open.js", "trader.js"}
+    env = {e["name"]: e["value"] for e in run["spec"]["runner"]["env"]}
+    assert env["SCALE"] == "1" and json.loads(env["OPENBELL_THRESHOLDS"])["ws_push_latency_ms"] == ["p(99)<50"]
+
+
+def test_load_render_to_kubernetes_without_a_kubeconfig_says_so_and_exits_3(tmp_path: Path) -> None:
+    done = _openbell("load", "render", "soak", "--target", "kubernetes", "--kubeconfig", str(tmp_path / "none"))
+    assert done.returncode == 3 and "no kubeconfig" in done.stderr and done.stderr.count("\n") == 1
