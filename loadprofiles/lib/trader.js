@@ -98,8 +98,8 @@ function parseThresholds() {
   return parsed;
 }
 
-// Defaults are the production targets after the rebuild; the runner's SLO-derived thresholds replace a
-// metric's list key by key (an empty list drops a default).
+// Defaults are the production targets after the rebuild; the runner's SLO-derived thresholds are added to
+// a metric's list (both must hold, so the stricter wins); an empty list drops that metric's defaults.
 const DEFAULT_THRESHOLDS = {
   'http_req_duration{kind:page}': ['p(95)<320', 'p(99)<580'],
   'http_req_failed{kind:page}': ['rate<0.01'],
@@ -110,6 +110,19 @@ const DEFAULT_THRESHOLDS = {
   'order_errors': ['rate<0.01'],
   'checks': ['rate>0.99'],
 };
+
+function mergeThresholds(defaults, extra) {
+  const merged = {};
+  for (const [metric, exprs] of Object.entries(defaults)) merged[metric] = [...exprs];
+  for (const [metric, exprs] of Object.entries(extra)) {
+    if (exprs.length === 0) {
+      delete merged[metric];
+      continue;
+    }
+    merged[metric] = [...new Set([...(merged[metric] || []), ...exprs])];
+  }
+  return merged;
+}
 
 function checkProfile(profile) {
   const total = profile.production.stages.reduce((sum, st) => sum + st.duration_s, 0);
@@ -158,7 +171,7 @@ export function buildOptions(profile) {
   }
   return {
     scenarios,
-    thresholds: Object.assign({}, DEFAULT_THRESHOLDS, parseThresholds()),
+    thresholds: mergeThresholds(DEFAULT_THRESHOLDS, parseThresholds()),
     tags: { profile: profile.name },
     discardResponseBodies: true, // only setup reads bodies (responseType: 'text' there)
     setupTimeout: '120s',

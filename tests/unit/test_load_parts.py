@@ -28,7 +28,7 @@ def test_platform_slos_become_push_latency_page_latency_and_error_rate_threshold
     assert thresholds_for(load_slos([ROOT / "slo"])) == {
         "ws_push_latency_ms": ["p(99)<50"],
         "http_req_duration{kind:page}": ["p(95)<400"],
-        "http_req_failed": ["rate<0.0001"],
+        "http_req_failed{kind:page}": ["rate<0.0001"],
     }
 
 
@@ -179,3 +179,19 @@ def test_load_render_prints_a_configmap_and_a_testrun_that_match_the_crd() -> No
 def test_load_render_to_kubernetes_without_a_kubeconfig_says_so_and_exits_3(tmp_path: Path) -> None:
     done = _openbell("load", "render", "soak", "--target", "kubernetes", "--kubeconfig", str(tmp_path / "none"))
     assert done.returncode == 3 and "no kubeconfig" in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_k6_saying_thresholds_failed_is_a_fail_even_if_the_summary_disagrees() -> None:
+    ok = {"metrics": {"ws_push_latency_ms": {"p(99)": 20.0, "thresholds": {"p(99)<50": False}}}}
+    assert load_verdict(RunResult(K6_THRESHOLDS_FAILED, summary.parse(ok), 30.0), None).outcome == "fail"
+
+
+def test_a_gate_whose_prometheus_is_gone_answers_inconclusive_instead_of_raising() -> None:
+    from openbell.errors import UnreachableError
+    from openbell.load.runner import safe_gate
+
+    def gone() -> Verdict:
+        raise UnreachableError("prometheus: connection refused")
+
+    verdict = safe_gate(gone)()
+    assert verdict.outcome == "inconclusive" and "connection refused" in verdict.reasons[0]

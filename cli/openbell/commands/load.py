@@ -61,6 +61,8 @@ def run(
     gate_interval: str = typer.Option("15s", "--gate-interval", help="How often the gate is asked while k6 runs."),
     no_gate: bool = typer.Option(False, "--no-gate", help="Judge on k6 thresholds only."),
     summary: Path | None = typer.Option(None, "--summary", help="Write k6's summary export (JSON) here."),
+    env: list[str] = typer.Option([], "--env", "-e", help="Extra script env KEY=VALUE (repeatable), e.g. "
+                                  "FEED_URL=... or SYMBOLS=A,B for a URL target without the sandbox's feed."),
     junit: Path | None = typer.Option(None, "--junit", help="Write JUnit XML here (thresholds, SLO gate)."),
     profiles: str | None = PROFILES,
     output: Output | None = OUTPUT_OPTION,
@@ -73,7 +75,7 @@ def run(
     import tempfile
 
     from openbell.load.catalogue import find, profiles_dir
-    from openbell.load.runner import RunOptions, check_reachable, planned_duration_s, resolve_target
+    from openbell.load.runner import RunOptions, check_reachable, planned_duration_s, resolve_target, safe_gate
     from openbell.load.thresholds import thresholds_for
     from openbell.slo.durations import parse_duration_s
     from openbell.slo.loader import load_slos
@@ -91,10 +93,10 @@ def run(
     check_reachable(resolved)
     gate = None
     if slos and resolved.prometheus_url and not no_gate:
-        gate = _gate(resolved.prometheus_url, slos)
+        gate = safe_gate(_gate(resolved.prometheus_url, slos))
     workdir = Path(tempfile.mkdtemp(prefix="openbell-load-"))
     options = RunOptions(scale, time_scale, thresholds_for(slos), summary or workdir / "summary.json",
-                         workdir / "k6.log", gate, interval)
+                         workdir / "k6.log", gate, interval, _env_pairs(env))
     fmt = resolve(ctx, output)
     result = _run_with_progress(profile, resolved, options, planned_duration_s, fmt)
     if result.error:
@@ -114,6 +116,16 @@ def run(
         raise typer.Exit(EXIT_INTERRUPTED)
     if not verdict.passed:
         raise typer.Exit(EXIT_GATE_FAILED)
+
+
+def _env_pairs(values: list[str]) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        key, sep, val = value.partition("=")
+        if not sep or not key.replace("_", "").isalnum():
+            raise SpecError("--env", value, "expected KEY=VALUE, e.g. SYMBOLS=AAPL,MSFT")
+        pairs[key] = val
+    return pairs
 
 
 def _gate(prometheus_url: str, slos: list[SLO]) -> Callable[[], Verdict]:
@@ -199,6 +211,8 @@ def render_cmd(
     time_scale: float | None = typer.Option(None, "--time-scale"),
     slo: list[Path] = typer.Option([], "--slo", help="SLO specs for thresholds [default ./slo]."),
     target: str = typer.Option("print", "--target", help="print (YAML to stdout) or kubernetes (apply)."),
+    env: list[str] = typer.Option([], "--env", "-e", help="Extra script env KEY=VALUE (repeatable), e.g. "
+                                  "FEED_URL=http://feed.trading.svc:8080 for the feed's universe and schedule."),
     kubeconfig: str | None = typer.Option(None, "--kubeconfig"),
     profiles: str | None = PROFILES,
 ) -> None:
@@ -216,15 +230,16 @@ def render_cmd(
         raise SpecError("--target", target, "expected print or kubernetes")
     profile = find(profile_name, profiles_dir(profiles))
     slo_paths = slo or [p for p in [Path("slo")] if p.is_dir()]
-    env = {"BASE_URL": base_url.rstrip("/"),
-           "WS_URL": base_url.rstrip("/").replace("http", "ws", 1) + "/ws",
-           "OPENBELL_THRESHOLDS": json.dumps(thresholds_for(load_slos(slo_paths) if slo_paths else []))}
+    script_env = {"BASE_URL": base_url.rstrip("/"),
+                  "WS_URL": base_url.rstrip("/").replace("http", "ws", 1) + "/ws",
+                  "OPENBELL_THRESHOLDS": json.dumps(thresholds_for(load_slos(slo_paths) if slo_paths else [])),
+                  **_env_pairs(env)}
     if scale is not None:
-        env["SCALE"] = f"{_positive('--scale', scale):g}"
+        script_env["SCALE"] = f"{_positive('--scale', scale):g}"
     if time_scale is not None:
-        env["TIME_SCALE"] = f"{_positive('--time-scale', time_scale):g}"
+        script_env["TIME_SCALE"] = f"{_positive('--time-scale', time_scale):g}"
     name = object_name(profile)
-    objects = [configmap(profile, name, namespace), testrun(profile, name, namespace, parallelism, env)]
+    objects = [configmap(profile, name, namespace), testrun(profile, name, namespace, parallelism, script_env)]
     if target == "kubernetes":
         for applied in apply(objects, kubeconfig):
             console().print(f"applied {applied}")

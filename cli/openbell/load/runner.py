@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from openbell.errors import SpecError, UnreachableError
+from openbell.errors import OpenbellError, SpecError, UnreachableError
 from openbell.load.catalogue import Profile
 from openbell.load.summary import TREND_STATS, LoadSummary, read
 from openbell.slo.verdict import Verdict
@@ -164,6 +164,8 @@ def run(profile: Profile, target: Target, options: RunOptions,
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, env={**os.environ, "K6_NO_USAGE_REPORT": "true"})
         next_gate = started + options.gate_interval_s
+        # SIGTERM (a CI job's timeout) stops k6 like Ctrl-C does: k6 has its own session and would run on.
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
             while proc.poll() is None:
                 time.sleep(0.5)
@@ -177,14 +179,36 @@ def run(profile: Profile, target: Target, options: RunOptions,
                         _stop(proc)
         except KeyboardInterrupt:
             result.interrupted = True
-            _stop(proc)
+        finally:
+            _stop(proc)  # whatever happened here, k6 does not outlive the run
+            signal.signal(signal.SIGTERM, previous)
     result.returncode = proc.returncode
     result.elapsed_s = time.monotonic() - started
     if options.summary_path.exists():
-        result.summary = read(options.summary_path)
+        try:
+            result.summary = read(options.summary_path)
+        except SpecError:
+            result.summary = None  # k6 killed while writing it: no figures, the verdict says so
     if result.returncode not in (0, K6_THRESHOLDS_FAILED) and not (result.interrupted or result.stopped_by_gate):
         result.error = k6_error_line(options.log_path) or f"k6 exited {result.returncode}"
     return result
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def safe_gate(gate: Callable[[], Verdict]) -> Callable[[], Verdict]:
+    """The gate, with a Prometheus that cannot be asked turned into an inconclusive answer (a load run
+    does not end in a traceback, or leave k6 running, because the gate's source went away)."""
+
+    def ask() -> Verdict:
+        try:
+            return gate()
+        except (OpenbellError, httpx.HTTPError) as exc:
+            return Verdict("inconclusive", (f"SLO gate could not be asked: {exc}",))
+
+    return ask
 
 
 def _stop(proc: subprocess.Popen[bytes], grace_s: float = 30.0) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from openbell.errors import SpecError
 
-TREND_STATS = "avg,min,med,max,p(50),p(90),p(95),p(99)"
+TREND_STATS = "avg,min,med,max,p(50),p(90),p(95),p(99),p(99.9)"
 """The trend statistics asked of k6 (its default stops at p(95); the SLOs need p(99))."""
 
 # The figures a load verdict reports, when the run produced them: (k6 metric, statistic, figure name).
@@ -20,6 +20,7 @@ FIGURES = (
     ("http_reqs", "count", "http_requests"),
     ("http_reqs", "rate", "http_requests_per_s"),
     ("http_req_failed", "value", "http_failure_ratio"),
+    ("http_req_failed{kind:page}", "value", "page_failure_ratio"),
     ("http_req_duration{kind:page}", "p(95)", "page_latency_p95_ms"),
     ("http_req_duration{kind:page}", "p(99)", "page_latency_p99_ms"),
     ("ws_sessions", "count", "ws_sessions"),
