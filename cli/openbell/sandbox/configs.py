@@ -145,13 +145,13 @@ def haproxy_cfg(
         "frontend market",
         f"  bind 127.0.0.1:{port}",
         "  option forwardfor",
+        # The canary's share of *new* connections and requests: rand(100) < canary percent. Changed at
+        # runtime with `set map`, so open WebSockets are never touched by a weight change.
+        f"  http-request set-var(txn.canary_pct) str(canary),map({weights_map},0)",
         "  acl is_ledger path_beg /v1/orders /v1/positions",
         "  acl is_analytics path_beg /v1/analytics",
         "  use_backend ledger if is_ledger",
         "  use_backend enricher if is_analytics",
-        # The canary's share of *new* connections and requests: rand(100) < canary percent. Changed at
-        # runtime with `set map`, so open WebSockets are never touched by a weight change.
-        f"  http-request set-var(txn.canary_pct) str(canary),map({weights_map},0)",
         "  acl to_canary rand(100),sub(txn.canary_pct) lt 0",
         "  use_backend gateway-canary if to_canary",
         "  default_backend gateway-stable",
