@@ -56,6 +56,8 @@ def main() -> None:
                          "--gateway-replicas", str(args.replicas), "--feed-rate", f"{args.feed_rate:g}"],
                         capture_output=True, text=True)
     if up.returncode != 0:
+        # Whatever did start (a half-up sandbox) goes, before reporting why.
+        subprocess.run([*OPENBELL, "sandbox", "down", "--purge", "--home", str(home)], capture_output=True)
         raise SystemExit(up.stderr)
     status = json.loads(up.stdout)
     try:
