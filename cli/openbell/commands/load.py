@@ -78,7 +78,6 @@ def run(
     from openbell.load.runner import RunOptions, check_reachable, planned_duration_s, resolve_target, safe_gate
     from openbell.load.thresholds import thresholds_for
     from openbell.slo.durations import parse_duration_s
-    from openbell.slo.loader import load_slos
 
     profile = find(profile_name, profiles_dir(profiles))
     _positive("--scale", scale)
@@ -87,8 +86,7 @@ def run(
         interval = parse_duration_s(gate_interval)
     except ValueError as exc:
         raise SpecError("--gate-interval", gate_interval, str(exc)) from None
-    slo_paths = slo or [p for p in [Path("slo")] if p.is_dir()]
-    slos = load_slos(slo_paths) if slo_paths else []
+    slos = _slos(slo)
     resolved = resolve_target(target, prometheus)
     check_reachable(resolved)
     gate = None
@@ -116,6 +114,14 @@ def run(
         raise typer.Exit(EXIT_INTERRUPTED)
     if not verdict.passed:
         raise typer.Exit(EXIT_GATE_FAILED)
+
+
+def _slos(paths: list[Path]) -> list[SLO]:
+    """The SLOs of --slo, else of ./slo when there is one."""
+    from openbell.slo.loader import load_slos
+
+    chosen = paths or [p for p in [Path("slo")] if p.is_dir()]
+    return load_slos(chosen) if chosen else []
 
 
 def _env_pairs(values: list[str]) -> dict[str, str]:
@@ -224,15 +230,13 @@ def render_cmd(
     from openbell.load.catalogue import find, profiles_dir
     from openbell.load.render import apply, configmap, object_name, testrun
     from openbell.load.thresholds import thresholds_for
-    from openbell.slo.loader import load_slos
 
     if target not in ("print", "kubernetes"):
         raise SpecError("--target", target, "expected print or kubernetes")
     profile = find(profile_name, profiles_dir(profiles))
-    slo_paths = slo or [p for p in [Path("slo")] if p.is_dir()]
     script_env = {"BASE_URL": base_url.rstrip("/"),
                   "WS_URL": base_url.rstrip("/").replace("http", "ws", 1) + "/ws",
-                  "OPENBELL_THRESHOLDS": json.dumps(thresholds_for(load_slos(slo_paths) if slo_paths else [])),
+                  "OPENBELL_THRESHOLDS": json.dumps(thresholds_for(_slos(slo))),
                   **_env_pairs(env)}
     if scale is not None:
         script_env["SCALE"] = f"{_positive('--scale', scale):g}"

@@ -42,13 +42,11 @@ class Target:
 def resolve_target(target: str, prometheus_url: str | None = None) -> Target:
     """`sandbox` (the running one, from its state) or an http(s) URL of the platform's entry point."""
     if target == "sandbox":
-        from openbell.sandbox.layout import Layout, default_home
-        from openbell.sandbox.supervisor import status
+        from openbell.sandbox.supervisor import running_endpoints
 
-        current = status(Layout(default_home()))
-        if current.state == "down" or not current.endpoints:
+        ep = running_endpoints()
+        if ep is None:
             raise UnreachableError("target sandbox: it is not running; `openbell sandbox up` first")
-        ep = current.endpoints
         return Target("sandbox", ep["market_url"], ep["websocket_url"], ep["feed_url"],
                       prometheus_url or ep["prometheus_url"])
     parts = urlsplit(target)

@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,7 +55,7 @@ class Context:
         return [f"gateway-canary-{i}" for i in range(1, self.state.canary_slots + 1)]
 
 
-class Component:
+class Component(ABC):
     """One process of the sandbox. Subclasses say how to prepare, start and probe it."""
 
     name: str = ""
@@ -73,12 +74,15 @@ class Component:
 
     def preflight(self) -> None:
         """Raise UnreachableError when a program this component needs is missing (before anything starts)."""
+        return None  # optional hook
 
     def prepare(self, ctx: Context) -> None:
         """Write configs, initialise data directories."""
+        return None  # optional hook
 
+    @abstractmethod
     def argv(self, ctx: Context) -> list[str]:
-        raise NotImplementedError
+        """The command line that runs it (in the foreground: the sandbox daemonises it)."""
 
     def env(self, ctx: Context) -> dict[str, str]:
         return {}
@@ -86,11 +90,13 @@ class Component:
     def cwd(self, ctx: Context) -> Path:
         return ctx.layout.home
 
+    @abstractmethod
     def probe(self, ctx: Context) -> Health:
-        raise NotImplementedError
+        """Its health, asked of its real endpoint."""
 
     def after_ready(self, ctx: Context) -> None:
         """Runs once the component answers its probe (create topics, databases)."""
+        return None  # optional hook
 
 
 class Kafka(Component):

@@ -400,9 +400,9 @@ def stop_canary(lay: Layout, progress: Progress = lambda _: None) -> list[str]:
         return stopped
 
 
-def running_url(component: str, lay: Layout | None = None) -> str | None:
-    """http://127.0.0.1:PORT of a component of the default (or given) sandbox while it runs, else None:
-    the sandbox is the target every command falls back to."""
+def _running_context(component: str, lay: Layout | None) -> Context | None:
+    """The default (or given) sandbox's context while `component` of it runs, else None: read from the
+    state file and /proc, without probing anything (the sandbox is every command's fallback target)."""
     from openbell.sandbox.layout import default_home
 
     try:
@@ -410,7 +410,18 @@ def running_url(component: str, lay: Layout | None = None) -> str | None:
     except SpecError:
         return None
     record = ctx.state.processes.get(component)
-    port = ctx.state.ports.get(component)
-    if record is None or port is None or not processes.is_running(record):
+    if record is None or component not in ctx.state.ports or not processes.is_running(record):
         return None
-    return f"http://127.0.0.1:{port}"
+    return ctx
+
+
+def running_url(component: str, lay: Layout | None = None) -> str | None:
+    """http://127.0.0.1:PORT of a component of the sandbox while it runs, else None."""
+    ctx = _running_context(component, lay)
+    return f"http://127.0.0.1:{ctx.state.ports[component]}" if ctx else None
+
+
+def running_endpoints(lay: Layout | None = None) -> dict[str, str] | None:
+    """The sandbox's endpoints while its entry point (HAProxy) runs, else None."""
+    ctx = _running_context("haproxy", lay)
+    return endpoints(ctx) if ctx else None
