@@ -16,7 +16,7 @@
 // Knobs: SCALE (default 0.001 -> 30 VUs), TIME_SCALE (default 1). Here: SCALE=0.0015 TIME_SCALE=0.03 runs 81 s
 // with 45 trader VUs at peak. Env and metrics: see README.md.
 
-import { buildOptions, setupRun, teardownRun, traderSession, submitOrder } from './lib/trader.js';
+import { entryPoints } from './lib/trader.js';
 
 export const profile = {
   name: 'london-open',
@@ -61,20 +61,5 @@ export const profile = {
   duration_s: 2700,
 };
 
-export const options = buildOptions(profile);
-
-export function setup() {
-  return setupRun(profile);
-}
-
-export function teardown(data) {
-  teardownRun(profile, data);
-}
-
-export function trader(data) {
-  traderSession(profile, data);
-}
-
-export function orders(data) {
-  submitOrder(data);
-}
+// k6 looks for these by name in the main script: options, the two scenarios' functions, setup, teardown.
+export const { options, setup, teardown, trader, orders } = entryPoints(profile);

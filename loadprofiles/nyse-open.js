@@ -16,7 +16,7 @@
 // Knobs: SCALE (default 0.001 -> 75 VUs), TIME_SCALE (default 1). Here: SCALE=0.0005 TIME_SCALE=0.025 runs 90 s
 // with 38 trader VUs at peak. Env and metrics: see README.md.
 
-import { buildOptions, setupRun, teardownRun, traderSession, submitOrder } from './lib/trader.js';
+import { entryPoints } from './lib/trader.js';
 
 export const profile = {
   name: 'nyse-open',
@@ -62,20 +62,5 @@ export const profile = {
   duration_s: 3600,
 };
 
-export const options = buildOptions(profile);
-
-export function setup() {
-  return setupRun(profile);
-}
-
-export function teardown(data) {
-  teardownRun(profile, data);
-}
-
-export function trader(data) {
-  traderSession(profile, data);
-}
-
-export function orders(data) {
-  submitOrder(data);
-}
+// k6 looks for these by name in the main script: options, the two scenarios' functions, setup, teardown.
+export const { options, setup, teardown, trader, orders } = entryPoints(profile);

@@ -14,7 +14,7 @@
 // Knobs: SCALE (default 0.001 -> 50 VUs), TIME_SCALE (default 1). Here: SCALE=0.0008 TIME_SCALE=0.005 runs 77 s
 // with 40 trader VUs at peak. Env and metrics: see README.md.
 
-import { buildOptions, setupRun, teardownRun, traderSession, submitOrder } from './lib/trader.js';
+import { entryPoints } from './lib/trader.js';
 
 export const profile = {
   name: 'soak',
@@ -51,20 +51,5 @@ export const profile = {
   duration_s: 15300,
 };
 
-export const options = buildOptions(profile);
-
-export function setup() {
-  return setupRun(profile);
-}
-
-export function teardown(data) {
-  teardownRun(profile, data);
-}
-
-export function trader(data) {
-  traderSession(profile, data);
-}
-
-export function orders(data) {
-  submitOrder(data);
-}
+// k6 looks for these by name in the main script: options, the two scenarios' functions, setup, teardown.
+export const { options, setup, teardown, trader, orders } = entryPoints(profile);

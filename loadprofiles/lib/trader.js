@@ -458,3 +458,17 @@ export function submitOrder(data) {
   orderErrors.add(!ok, { status: String(res.status) });
   check(res, { 'order accepted': () => ok });
 }
+
+/**
+ * Everything a profile's script exports to k6, bound to that profile: `options` (scenarios and thresholds),
+ * `setup` / `teardown` (universe, feed schedule), and the `trader` and `orders` scenario functions.
+ */
+export function entryPoints(profile) {
+  return {
+    options: buildOptions(profile),
+    setup: () => setupRun(profile),
+    teardown: (data) => teardownRun(profile, data),
+    trader: (data) => traderSession(profile, data),
+    orders: (data) => submitOrder(data),
+  };
+}
