@@ -7,7 +7,7 @@ import sys
 import typer
 
 from openbell import __version__
-from openbell.commands import load, runbook, sandbox, slo
+from openbell.commands import canary, load, runbook, sandbox, slo
 from openbell.commands.output import Output, Settings
 from openbell.errors import OpenbellError
 
@@ -24,6 +24,7 @@ app.add_typer(slo.app, name="slo")
 app.add_typer(runbook.app, name="runbook")
 app.add_typer(sandbox.app, name="sandbox")
 app.add_typer(load.app, name="load")
+app.add_typer(canary.app, name="canary")
 
 
 def _version(value: bool) -> None:

@@ -78,7 +78,7 @@ def apply(objects: list[dict[str, Any]], kubeconfig: str | None) -> list[str]:
         raise UnreachableError(f"target kubernetes: no kubeconfig at {path}; set --kubeconfig or KUBECONFIG, "
                                "or print the objects with `openbell load render` and apply them yourself")
     try:
-        from kubernetes import client, config, utils  # type: ignore[import-not-found]
+        from kubernetes import client, config, utils
     except ImportError as exc:
         raise UnreachableError("target kubernetes: the `kubernetes` Python package is not installed"
                                " (pip install kubernetes)") from exc

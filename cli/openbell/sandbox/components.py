@@ -441,7 +441,7 @@ def platform(ctx: Context) -> list[Component]:
         Feed(),
         Enricher(),
         Ledger(),
-        *(Gateway(replica=name) for name in ctx.stable_gateways()),
+        *(Gateway(replica=name, version=ctx.state.stable_version) for name in ctx.stable_gateways()),
     ]
 
 

@@ -148,6 +148,9 @@ def haproxy_cfg(
         # The canary's share of *new* connections and requests: rand(100) < canary percent. Changed at
         # runtime with `set map`, so open WebSockets are never touched by a weight change.
         f"  http-request set-var(txn.canary_pct) str(canary),map({weights_map},0)",
+        # WebSocket upgrades have a share of their own, so a rollout can steer the clients it drains (and
+        # only them, for a second or two) to the canary without moving any REST request.
+        f"  http-request set-var(txn.canary_pct) str(canary_ws),map({weights_map},0) if {{ path /ws }}",
         "  acl is_ledger path_beg /v1/orders /v1/positions",
         "  acl is_analytics path_beg /v1/analytics",
         "  use_backend ledger if is_ledger",
@@ -187,7 +190,9 @@ def gateway_backend(name: str, servers: Sequence[Backend]) -> list[str]:
 
 
 def haproxy_weights(canary_percent: int) -> str:
-    return f"canary {canary_percent}\n"
+    """The weights map: `canary` for requests, `canary_ws` for WebSocket upgrades (the same, except while a
+    rollout steers reconnecting clients of drained connections to the canary)."""
+    return f"canary {canary_percent}\ncanary_ws {canary_percent}\n"
 
 
 def prometheus_yml(

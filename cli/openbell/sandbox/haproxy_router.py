@@ -49,14 +49,35 @@ class HAProxyRouter:
                 return int(parts[2])
         return 0
 
+    def websocket_weight(self) -> int:
+        for line in self._command(f"show map {self.weights_map}").splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[1] == "canary_ws":
+                return int(parts[2])
+        return self.canary_weight()
+
     def set_canary_weight(self, percent: int) -> None:
         """Send `percent` of new connections and requests to the canary backend, now and after a restart."""
         if not 0 <= percent <= 100:
             raise UsageError(f"canary weight: expected a percentage 0..100, got {percent}")
         self._command(f"set map {self.weights_map} canary {percent}")
+        self._set_or_add("canary_ws", percent)
         tmp = self.weights_map.with_suffix(".tmp")
         tmp.write_text(haproxy_weights(percent))
         os.replace(tmp, self.weights_map)
+
+    def steer_websockets(self, percent: int) -> None:
+        """Send `percent` of new WebSocket upgrades (only) to the canary until the next set_canary_weight.
+        Runtime only: a restarted HAProxy reads the file, where both shares are the canary weight."""
+        if not 0 <= percent <= 100:
+            raise UsageError(f"websocket weight: expected a percentage 0..100, got {percent}")
+        self._set_or_add("canary_ws", percent)
+
+    def _set_or_add(self, key: str, percent: int) -> None:
+        # A map loaded from a file written before canary_ws existed has no such key: add it.
+        answer = haproxy_command(self.socket_path, f"set map {self.weights_map} {key} {percent}")
+        if answer.strip():
+            self._command(f"add map {self.weights_map} {key} {percent}")
 
     def set_server(self, backend: str, server: str, enabled: bool) -> None:
         self._command(f"{'enable' if enabled else 'disable'} server {backend}/{server}")

@@ -28,6 +28,8 @@ class SandboxState:
     processes: dict[str, ProcessRecord] = field(default_factory=dict)
     kafka_cluster_id: str = ""
     started_at: float = 0.0
+    # The version label the stable gateways run (a promoted canary's version after a rollout).
+    stable_version: str = "stable"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -40,6 +42,7 @@ class SandboxState:
             "processes": {name: rec.to_json() for name, rec in self.processes.items()},
             "kafka_cluster_id": self.kafka_cluster_id,
             "started_at": self.started_at,
+            "stable_version": self.stable_version,
         }
 
 
@@ -63,6 +66,7 @@ def load(path: Path) -> SandboxState | None:
             },
             kafka_cluster_id=str(raw.get("kafka_cluster_id", "")),
             started_at=float(raw.get("started_at", 0.0)),
+            stable_version=str(raw.get("stable_version", "stable")),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise SpecError(str(path), "", f"malformed sandbox state ({exc!r})") from exc

@@ -17,7 +17,7 @@ from openbell.errors import SpecError, UnreachableError, UsageError
 from openbell.sandbox import ports as port_alloc
 from openbell.sandbox import probes, processes, state
 from openbell.sandbox.components import Component, Context, Gateway, platform, port_keys, write_gateway_targets
-from openbell.sandbox.haproxy_router import CANARY_BACKEND, HAProxyRouter
+from openbell.sandbox.haproxy_router import CANARY_BACKEND, STABLE_BACKEND, HAProxyRouter
 from openbell.sandbox.layout import Layout
 from openbell.sandbox.probes import Health
 from openbell.sandbox.state import SandboxState
@@ -398,6 +398,40 @@ def stop_canary(lay: Layout, progress: Progress = lambda _: None) -> list[str]:
         write_gateway_targets(ctx)
         state.save(lay.state_file, ctx.state)
         return stopped
+
+
+def replace_stable(lay: Layout, version: str, timeout_s: float = 60.0,
+                   progress: Progress = lambda _: None) -> list[str]:
+    """Restart the stable gateways at `version`, one at a time: each is taken out of HAProxy, drained
+    (SIGTERM: its clients get a reconnect hint and come back through HAProxy to the others or the
+    canary), restarted, and put back once ready. The new version is recorded, so a later `up` keeps it."""
+    with locked(lay):
+        ctx = context(lay)
+        if "haproxy" not in _running(ctx):
+            raise UnreachableError(f"sandbox {lay.home} is not up: `openbell sandbox up` first")
+        route = router(lay)
+        replaced = []
+        ctx.state.stable_version = version
+        state.save(lay.state_file, ctx.state)
+        for name in ctx.stable_gateways():
+            component = Gateway(replica=name, version=version)
+            component.preflight()
+            route.set_server(STABLE_BACKEND, name, enabled=False)
+            record = ctx.state.processes.get(name)
+            if record is not None:
+                progress(f"draining {name} (pid {record.pid})")
+                processes.stop(record, signal.SIGTERM, timeout_s=20)
+                del ctx.state.processes[name]
+            _start(ctx, [component], progress)
+            _wait_healthy(ctx, [component], time.monotonic() + timeout_s, progress)
+            route.set_server(STABLE_BACKEND, name, enabled=True)
+            replaced.append(name)
+        state.save(lay.state_file, ctx.state)
+        return replaced
+
+
+def stable_version(lay: Layout) -> str:
+    return context(lay).state.stable_version
 
 
 def _running_context(component: str, lay: Layout | None) -> Context | None:

@@ -1,0 +1,210 @@
+"""The canary's two gates, each a Verdict with its figures, read from Prometheus.
+
+1. SLO burn (`slo`): the service's SLOs at page severity over their fast windows, fleet-wide - the same
+   evaluation as `openbell slo gate`. A rollout cannot be blamed for a burn that was already there when
+   it began: an SLO series failing at the baseline is reported but not counted.
+2. The judge (`judge`): the canary alone. (a) Its own SLO burn: each applicable SLO scoped to the canary's
+   series, its bad events tested against the fastest page threshold with a one-sided binomial test (a
+   canary serving 10% of traffic can burn at 100x while the fleet burns at 10x, below any alert).
+   (b) The comparison with stable on the service's metrics (Mann-Whitney U with effect tolerances).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from openbell.canary.judge import MetricResult, judge_metric
+from openbell.canary.services import CanaryService
+from openbell.metrics.prometheus import PrometheusClient, QueryError, QueryTimeout
+from openbell.slo.durations import human_duration, promql_duration
+from openbell.slo.evaluate import evaluate
+from openbell.slo.model import SLO, ThresholdSLI
+from openbell.slo.promql import error_ratio, event_rate
+from openbell.slo.scope import scope, selects_job
+from openbell.slo.verdict import Outcome, Verdict, combine
+from openbell.slo.windows import window_pairs
+from openbell.targets.base import MetricScope
+
+# The canary-scoped burn test asks "are these bad events more than the page threshold explains?". A
+# healthy canary's error ratio sits far below the threshold, so even asked every poll it almost never
+# trips; a bad one must trip on its first two or three errors, as few requests as a small canary gets.
+ALPHA = 0.01
+
+
+def applicable(slos: list[SLO], service: CanaryService) -> list[SLO]:
+    """The SLOs a canary of `service` can move: the service's own, and any that read its job's series."""
+    return [s for s in slos if s.service == service.name or selects_job(s, service.job)]
+
+
+def binomial_sf(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p), summed in log space from k up until the terms vanish."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    if p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return 1.0
+    mean = n * p
+    if k <= mean:
+        # At or below the expected count: no evidence of burning. The normal approximation is plenty here
+        # and avoids summing up to ~n terms for large n.
+        return min(1.0, 0.5 * math.erfc((k - 0.5 - mean) / math.sqrt(2.0 * mean * (1.0 - p))))
+    log_p, log_q = math.log(p), math.log1p(-p)
+    total = 0.0
+    for i in range(k, n + 1):
+        term = math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p
+                        + (n - i) * log_q)
+        total += term
+        if term < 1e-15 * max(total, 1e-300):
+            break
+    return min(1.0, total)
+
+
+@dataclass(frozen=True)
+class ScopedBurn:
+    """One canary-scoped SLO series: its error ratio over the canary's window, the events behind it, and
+    whether that is significantly above the page threshold."""
+
+    label: str
+    window_s: float
+    error_ratio: float | None
+    events: float | None
+    burn_rate: float | None
+    threshold_burn_rate: float
+    p_value: float | None
+    outcome: Outcome | None  # None: no canary events (nothing to say)
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        def r(v: float | None) -> float | None:
+            return None if v is None or not math.isfinite(v) else round(v, 6)
+        return {"slo": self.label, "window_s": self.window_s, "error_ratio": r(self.error_ratio),
+                "events": r(self.events), "burn_rate": r(self.burn_rate),
+                "threshold_burn_rate": self.threshold_burn_rate, "p_value": r(self.p_value),
+                "outcome": self.outcome, "reason": self.reason}
+
+
+def decide_scoped(label: str, slo: SLO, window_s: float, ratio: float | None, events: float | None) -> ScopedBurn:
+    """Pure: fail when the canary's bad events are significantly above the fastest page threshold."""
+    page = max((p for p in window_pairs(slo.period_s) if p.severity == "page"), key=lambda p: p.burn_rate)
+    threshold = page.error_ratio_threshold(slo.error_budget)
+    budget = slo.error_budget
+    if ratio is None or events is None or not math.isfinite(ratio) or events < 1:
+        return ScopedBurn(label, window_s, None, events, None, page.burn_rate, None, None,
+                          f"{label}: no canary events in {human_duration(window_s)}")
+    n = round(events)
+    bad = round(ratio * events)
+    p_value = binomial_sf(bad, n, min(threshold, 1.0))
+    burn = ratio / budget
+    figures = (f"canary error ratio {ratio:.3%} over {human_duration(window_s)} ({bad}/{n} events), "
+               f"burn rate {burn:.1f}x vs page {page.burn_rate:g}x")
+    if p_value < ALPHA:
+        return ScopedBurn(label, window_s, ratio, events, burn, page.burn_rate, p_value, "fail",
+                          f"{label}: canary burns its budget: {figures}, p={p_value:.2g}")
+    return ScopedBurn(label, window_s, ratio, events, burn, page.burn_rate, p_value, "pass",
+                      f"{label}: {figures}")
+
+
+@dataclass
+class Gates:
+    """Asks Prometheus both questions for one rollout. `baseline()` once when the rollout starts."""
+
+    client: PrometheusClient
+    service: CanaryService
+    scope: MetricScope
+    slos: list[SLO]
+    scrape_interval_s: float = 1.0
+    lookback_s: float = 300.0
+    burning_at_start: set[str] = field(default_factory=set)
+
+    @property
+    def rate_window_s(self) -> float:
+        """Per-sample rate window: three scrapes, so each sample is a real rate, not one delta."""
+        return max(2.0, 3.0 * self.scrape_interval_s)
+
+    def baseline(self, now: float | None = None) -> Verdict:
+        """The fleet's SLOs before the canary gets traffic; what already fails is not the canary's doing."""
+        verdict, results = evaluate(self.client, self.slos, "page", at=now)
+        self.burning_at_start = {r.label for r in results if r.outcome == "fail"}
+        return verdict
+
+    def slo(self, now: float | None = None) -> Verdict:
+        """Gate 1: the fleet's page-severity burn, minus what was already burning at the baseline."""
+        verdict, results = evaluate(self.client, self.slos, "page", at=now)
+        outcomes: list[Outcome] = []
+        reasons: list[str] = []
+        for r in results:
+            if r.label in self.burning_at_start and r.outcome == "fail":
+                reasons.append(f"{r.label}: already burning before the rollout (not counted)")
+                continue
+            outcomes.append(r.outcome)
+            if r.outcome != "pass":
+                reasons.extend(f"{r.label}: {p.reason}" for p in r.pairs if p.outcome == r.outcome)
+        outcome = combine(outcomes) if outcomes else verdict.outcome
+        if outcome == "pass":
+            reasons.insert(0, f"{len(outcomes)} fleet SLO series within their page burn rates")
+        return Verdict(outcome, tuple(reasons), {"fleet": verdict.figures.get("slos", []),
+                                                 "burning_at_start": sorted(self.burning_at_start)})
+
+    def scoped_burns(self, now: float, since: float) -> list[ScopedBurn]:
+        window_s = float(max(round(2 * self.scrape_interval_s), min(round(now - since), self.lookback_s)))
+        out: list[ScopedBurn] = []
+        for slo in self.slos:
+            if isinstance(slo.sli, ThresholdSLI):
+                continue
+            scoped = scope(slo, self.scope.matcher(self.scope.canary))
+            if scoped is None:
+                continue
+            rate = event_rate(scoped, window_s)
+            try:
+                ratios = self.client.query(error_ratio(scoped, window_s), at=now)
+                counts = self.client.query(f"({rate}) * {window_s:g}", at=now) if rate else []
+            except (QueryError, QueryTimeout) as exc:
+                out.append(ScopedBurn(f"{slo.service}/{slo.name}", window_s, None, None, None, 0.0, None,
+                                      "inconclusive", f"{slo.service}/{slo.name}: {exc}"))
+                continue
+            events = {tuple(s.labels.get(k, "") for k in slo.group_by): s.value for s in counts}
+            for sample in ratios:
+                key = tuple(sample.labels.get(k, "") for k in slo.group_by)
+                group = ",".join(f"{k}={v}" for k, v in zip(slo.group_by, key, strict=True))
+                label = f"{slo.service}/{slo.name}" + (f"{{{group}}}" if group else "")
+                out.append(decide_scoped(label, slo, window_s, sample.value, events.get(key)))
+        return out
+
+    def samples(self, query: str, start: float, end: float) -> tuple[list[float], list[float]]:
+        """(canary, stable) samples: one per replica per rate window between start and end."""
+        window = self.rate_window_s
+        # Windows overlap by a third: twice the samples of disjoint windows, still mostly independent.
+        step = max(1.0, 2.0 * self.scrape_interval_s)
+        out: dict[str, list[float]] = {self.scope.canary: [], self.scope.stable: []}
+        for role in out:
+            promql = query.replace("{role}", self.scope.matcher(role)).replace("{window}", promql_duration(window))
+            for series in self.client.query_range(promql, start, end, step):
+                out[role].extend(v for _, v in series.points)
+        return out[self.scope.canary], out[self.scope.stable]
+
+    def judge(self, now: float, since: float) -> Verdict:
+        """Gate 2: the canary's own SLO burn, then canary against stable on the service's metrics."""
+        burns = self.scoped_burns(now, since)
+        start = max(since + self.rate_window_s, now - self.lookback_s)
+        results: list[MetricResult] = []
+        for metric in self.service.metrics:
+            if start >= now:
+                results.append(judge_metric(metric, [], []))
+                continue
+            try:
+                canary, stable = self.samples(metric.query, start, now)
+            except (QueryError, QueryTimeout):
+                canary, stable = [], []
+            results.append(judge_metric(metric, canary, stable))
+        outcomes: list[Outcome] = [b.outcome for b in burns if b.outcome is not None]
+        outcomes += [r.outcome for r in results]
+        outcome = combine(outcomes)
+        reasons = [b.reason for b in burns if b.outcome == outcome]
+        reasons += [r.reason for r in results if r.outcome == outcome]
+        return Verdict(outcome, tuple(reasons), {"canary_slo_burn": [b.to_dict() for b in burns],
+                                                 "metrics": [r.to_dict() for r in results]})

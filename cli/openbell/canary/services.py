@@ -1,0 +1,61 @@
+"""What a canary of each service is judged on: its Prometheus job and the metrics compared per version.
+
+Each query returns one series per replica (`instance`), so canary and stable each give one sample per
+replica per interval. `{role}` is replaced by the role matcher and `{window}` by the rate window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from openbell.canary.judge import JudgeMetric
+from openbell.errors import UsageError
+
+
+@dataclass(frozen=True)
+class CanaryService:
+    name: str
+    job: str
+    metrics: tuple[JudgeMetric, ...]
+
+
+_J = 'job="gateway", {role}'
+_HANDSHAKES = f"sum by (instance) (rate(gateway_ws_handshakes_total{{{_J}, result=~\"ok|error\"}}[{{window}}]))"
+_HANDSHAKE_ERRORS = f"sum by (instance) (rate(gateway_ws_handshakes_total{{{_J}, result=\"error\"}}[{{window}}]))"
+_QUOTES = f"sum by (instance) (rate(http_requests_total{{{_J}, route=\"/v1/quotes\"}}[{{window}}]))"
+_QUOTE_ERRORS = (f"sum by (instance) (rate(http_requests_total{{{_J}, route=\"/v1/quotes\", "
+                 f"code=~\"5..\"}}[{{window}}]))")
+# A counter series is born with its first event (the 5xx one may never exist): absent counts as zero.
+_ZERO = f"0 * {_HANDSHAKES}"
+
+GATEWAY = CanaryService(
+    name="gateway",
+    job="gateway",
+    metrics=(
+        JudgeMetric(
+            name="push_latency_mean",
+            query=(f"1000 * sum by (instance) (rate(gateway_push_latency_seconds_sum{{{_J}}}[{{window}}]))\n"
+                   f"/ sum by (instance) (rate(gateway_push_latency_seconds_count{{{_J}}}[{{window}}]))"),
+            unit="ms", relative_tolerance=0.25, absolute_tolerance=5.0),
+        JudgeMetric(
+            name="push_latency_p99",
+            query=("1000 * histogram_quantile(0.99, sum by (instance, le) "
+                   f"(rate(gateway_push_latency_seconds_bucket{{{_J}}}[{{window}}])))"),
+            unit="ms", relative_tolerance=0.5, absolute_tolerance=10.0),
+        JudgeMetric(
+            name="error_ratio",
+            query=(f"({_HANDSHAKE_ERRORS} + ({_QUOTE_ERRORS} or {_ZERO}))\n"
+                   f"/ ({_HANDSHAKES} + ({_QUOTES} or {_ZERO}))"),
+            unit="ratio", relative_tolerance=0.0, absolute_tolerance=0.001),
+    ),
+)
+
+SERVICES: dict[str, CanaryService] = {GATEWAY.name: GATEWAY}
+
+
+def service(name: str) -> CanaryService:
+    """The canary definition of `name`; an unknown service is bad input naming the known ones."""
+    try:
+        return SERVICES[name]
+    except KeyError:
+        raise UsageError(f"canary: unknown service {name!r}: expected one of {', '.join(sorted(SERVICES))}") from None

@@ -1,0 +1,1 @@
+"""Where the platform runs: the sandbox (local processes) and Kubernetes (EKS)."""
