@@ -210,6 +210,7 @@ class Controller:
         return self._finish(rollout)
 
     def _poll(self, rollout: Rollout) -> Rollout:
+        self.store.renew()
         request = self.store.take_request()
         now = self.clock()
         since = _first_step_at(rollout)

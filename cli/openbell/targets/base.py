@@ -149,6 +149,10 @@ class RunStore(ABC):
     def release(self) -> None:
         """Give the lock back (idempotent)."""
 
+    def renew(self) -> None:
+        """Keep a held lock alive (called every poll); a lock tied to the holder's process needs nothing."""
+        return None
+
     def request(self, command: str) -> None:
         """Leave `command` (promote or abort) for the live run to take at its next poll."""
         document = self.load() or {}
