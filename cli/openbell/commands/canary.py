@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from openbell.canary.controller import Controller
     from openbell.canary.machine import Event, Rollout
+    from openbell.slo.model import SLO
     from openbell.slo.verdict import Verdict
     from openbell.targets.base import CanaryTarget, Traffic
 
@@ -119,7 +120,7 @@ class _Screen:
             self.progress = None
 
 
-def _controller(target: CanaryTarget, screen: _Screen, slo_paths: list[Path] | None, poll_s: float = 2.0,
+def _controller(target: CanaryTarget, screen: _Screen, slos: list[SLO] | None, poll_s: float = 2.0,
                 rollback_on_interrupt: bool = True, scrape_interval_s: float | None = None) -> Controller:
     from openbell.canary.controller import Controller, Listener
     from openbell.canary.telemetry import Spans
@@ -133,25 +134,34 @@ def _controller(target: CanaryTarget, screen: _Screen, slo_paths: list[Path] | N
             screen.poll(rollout, slo, judge, traffic)
 
     gates = None
-    if slo_paths is not None:
-        gates = _gates(target, slo_paths, scrape_interval_s)
+    if slos is not None:
+        gates = _gates(target, slos, scrape_interval_s)
     return Controller(target=target, store=target.store(), gates=gates, poll_s=poll_s,
                       rollback_on_interrupt=rollback_on_interrupt, listener=_Show(), spans=Spans())
 
 
-def _gates(target: CanaryTarget, slo_paths: list[Path], scrape_interval_s: float | None) -> Any:
-    from openbell.canary.gates import Gates, applicable
+def _slos(service: str, slo_paths: list[Path]) -> list[SLO]:
+    """The SLOs a canary of `service` is gated on (bad input exits 2 before anything is touched)."""
+    from openbell.canary.gates import applicable
     from openbell.canary.services import service as known
-    from openbell.metrics.prometheus import PrometheusClient
     from openbell.slo.loader import load_slos
 
     chosen = slo_paths or [p for p in [Path("slo")] if p.is_dir()]
     if not chosen:
         raise SpecError("--slo", "", "no SLO specs: pass --slo PATHS (or run where ./slo exists)")
-    definition = known(target.service)
+    definition = known(service)
     slos = applicable(load_slos(chosen), definition)
     if not slos:
         raise SpecError("--slo", ",".join(map(str, chosen)), f"no SLO reads the {definition.job} job's series")
+    return slos
+
+
+def _gates(target: CanaryTarget, slos: list[SLO], scrape_interval_s: float | None) -> Any:
+    from openbell.canary.gates import Gates
+    from openbell.canary.services import service as known
+    from openbell.metrics.prometheus import PrometheusClient
+
+    definition = known(target.service)
     interval = scrape_interval_s
     if interval is None:
         interval = float(getattr(target, "scrape_interval_s", lambda: 15.0)())
@@ -257,8 +267,9 @@ def run(
         raise UsageError("--sandbox-fault: fault injection exists only on the sandbox target")
     screen = _Screen(enabled=out is Output.text)
     tgt = _target(service, target, home, namespace, kube_context, prometheus, screen.say)
-    controller = _controller(tgt, screen, slo, poll_s, rollback_on_interrupt)
+    slos = _slos(service, slo)
     tgt.check()
+    controller = _controller(tgt, screen, slos, poll_s, rollback_on_interrupt)
     if version == tgt.stable_version():
         raise SpecError("--version", version, f"expected a version other than the stable one ({version})")
     try:
@@ -287,8 +298,9 @@ def resume(
     out = resolve(ctx, output)
     screen = _Screen(enabled=out is Output.text)
     tgt = _target(service, target, home, namespace, kube_context, prometheus, screen.say)
-    controller = _controller(tgt, screen, slo, rollback_on_interrupt=rollback_on_interrupt)
+    slos = _slos(service, slo)
     tgt.check()
+    controller = _controller(tgt, screen, slos, rollback_on_interrupt=rollback_on_interrupt)
     try:
         rollout = controller.resume()
     finally:
