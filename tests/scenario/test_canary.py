@@ -27,6 +27,18 @@ ROOT = Path(__file__).resolve().parents[2]
 SLO = str(ROOT / "slo")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def stable_restored(sandbox: Sandbox) -> Iterator[None]:
+    """Promotions change the shared sandbox's stable version: the other modules get it back as it was."""
+    before = stable_version(sandbox)
+    yield
+    from openbell.sandbox.layout import Layout
+    from openbell.sandbox.supervisor import replace_stable
+
+    if stable_version(sandbox) != before:
+        replace_stable(Layout(sandbox.home), before)
+
+
 @pytest.fixture
 def fleet(sandbox: Sandbox) -> Iterator[Fleet]:
     traders = Fleet(sandbox.endpoints["websocket_url"], sandbox.endpoints["market_url"], sandbox.symbols(30),
