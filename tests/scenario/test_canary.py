@@ -142,6 +142,9 @@ def test_a_healthy_version_is_promoted_and_every_client_ends_on_it(
     churns = [e for e in result["timeline"] if e["kind"] == "churn" and e["figures"]]
     assert churns and all(e["figures"]["share_after"] >= e["figures"]["share_before"] for e in churns)
     assert "verified" in result["timeline"][-1]["message"]
+    # The canary's real share of the work, from the gateways' own message counters, follows the weight.
+    gates = [e["figures"] for e in result["timeline"] if e["kind"] == "gate"]
+    assert 0 < gates[0]["canary_message_share"] < 0.5 and gates[-1]["canary_message_share"] > 0.5, gates
     assert_all_on(fleet, "v2")
     assert stable_version(sandbox) == "v2"
     stats = fleet.snapshot()

@@ -230,6 +230,9 @@ class Controller:
         figures: dict[str, Any] = {}
         if traffic is not None and traffic.canary_share is not None:
             figures["canary_share"] = round(traffic.canary_share, 4)
+        messages = (judge.figures.get("messages") or {}) if judge else {}
+        if messages.get("canary_share") is not None:
+            figures["canary_message_share"] = messages["canary_share"]
         obs = Observation(now, slo.outcome if slo else None, judge.outcome if judge else None, reasons,
                           request if request in ("promote", "abort") else None, figures)  # type: ignore[arg-type]
         if request is not None:

@@ -187,6 +187,24 @@ class Gates:
                 out[role].extend(v for _, v in series.points)
         return out[self.scope.canary], out[self.scope.stable]
 
+    def served(self, now: float) -> dict[str, float | None]:
+        """Messages per second each version serves now (over 10 s), and the canary's share of them."""
+        out: dict[str, float | None] = {}
+        if not self.service.served:
+            return out
+        for role in (self.scope.stable, self.scope.canary):
+            promql = self.service.served.replace("{role}", self.scope.matcher(role)).replace("{window}", "10s")
+            try:
+                samples = self.client.query(promql, at=now)
+            except (QueryError, QueryTimeout):
+                samples = []
+            value = samples[0].value if samples else None
+            out[f"{role}_per_s"] = None if value is None or not math.isfinite(value) else round(value, 3)
+        stable, canary = out.get(f"{self.scope.stable}_per_s"), out.get(f"{self.scope.canary}_per_s")
+        total = (stable or 0.0) + (canary or 0.0)
+        out["canary_share"] = None if total <= 0 else round((canary or 0.0) / total, 4)
+        return out
+
     def judge(self, now: float, since: float) -> Verdict:
         """Gate 2: the canary's own SLO burn, then canary against stable on the service's metrics."""
         burns = self.scoped_burns(now, since)
@@ -207,4 +225,5 @@ class Gates:
         reasons = [b.reason for b in burns if b.outcome == outcome]
         reasons += [r.reason for r in results if r.outcome == outcome]
         return Verdict(outcome, tuple(reasons), {"canary_slo_burn": [b.to_dict() for b in burns],
-                                                 "metrics": [r.to_dict() for r in results]})
+                                                 "metrics": [r.to_dict() for r in results],
+                                                 "messages": self.served(now)})

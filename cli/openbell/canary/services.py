@@ -17,6 +17,8 @@ class CanaryService:
     name: str
     job: str
     metrics: tuple[JudgeMetric, ...]
+    # What each version serves per second (`{role}` matcher, `{window}`): its real share of the work.
+    served: str = ""
 
 
 _J = 'job="gateway", {role}'
@@ -48,6 +50,7 @@ GATEWAY = CanaryService(
                    f"/ ({_HANDSHAKES} + ({_QUOTES} or {_ZERO}))"),
             unit="ratio", relative_tolerance=0.0, absolute_tolerance=0.001),
     ),
+    served=f"sum(rate(gateway_messages_sent_total{{{_J}}}[{{window}}]))",
 )
 
 SERVICES: dict[str, CanaryService] = {GATEWAY.name: GATEWAY}

@@ -105,8 +105,11 @@ class _Screen:
             self.progress.start()
         held = time.time() - rollout.step_started_at
         share = "n/a" if traffic is None or traffic.canary_share is None else f"{traffic.canary_share:.0%}"
+        messages = (judge.figures.get("messages") or {}) if judge else {}
+        msg_share = messages.get("canary_share")
         text = (f"step {rollout.step_index + 1}/{len(rollout.policy.steps)} {rollout.weight}% "
-                f"(share {share}) slo={slo.outcome if slo else '-'} judge={judge.outcome if judge else '-'}")
+                f"(connections {share}, messages {'n/a' if msg_share is None else f'{msg_share:.0%}'}) "
+                f"slo={slo.outcome if slo else '-'} judge={judge.outcome if judge else '-'}")
         if self.step != rollout.step_index or self.task is None:
             if self.task is not None:
                 self.progress.remove_task(self.task)
