@@ -105,6 +105,17 @@ def test_resume_restarts_the_hold_and_redoes_unfinished_endings() -> None:
     assert machine.abort(done, 2003.0) == (done, [])
 
 
+def test_an_abort_during_a_promotion_finishes_it_and_an_unverified_end_fails() -> None:
+    rollout, _ = machine.advance(started(), Observation(1002.0, "pass", "pass", request="promote"))
+    assert rollout.phase == "promoting"
+    finishing, actions = machine.abort(rollout, 1003.0, "interrupted")
+    assert finishing.phase == "promoting" and actions == [Promote()]
+    done = machine.completed(finishing, 1010.0, "NOT verified")
+    assert machine.exit_code(done) == 0
+    unverified = done.log(1010.0, "verify", "end state not verified: 2 sessions on the canary")
+    assert machine.exit_code(unverified) == 1 and not machine.verified(unverified)
+
+
 def test_rollouts_survive_their_json_round_trip() -> None:
     rollout, _ = machine.advance(started(), Observation(1031.0, "pass", "inconclusive"))
     assert machine.Rollout.from_dict(rollout.to_dict()) == rollout
@@ -171,6 +182,8 @@ def test_scoping_adds_the_matcher_to_every_selector() -> None:
     assert inject("sum(rate(x[5m])) / sum by (le) (rate(y{}[5m]))", 'r="c"') == (
         'sum(rate(x{r="c"}[5m])) / sum by (le) (rate(y{r="c"}[5m]))')
     assert inject("1 - avg(up)", 'r="c"') is None
+    assert inject('sum(rate({__name__="x"}[5m]))', 'r="c"') is None
+    assert inject('sum(rate(x{route=~"/v1/{id}"}[5m]))', 'r="c"') is None
     by_name = {s.name: s for s in load_slos([ROOT / "slo"])}
     latency = scope(by_name["gateway-push-latency"], 'role="canary"')
     assert latency is not None and 'role="canary"' in error_ratio(latency, 60)

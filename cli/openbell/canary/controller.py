@@ -57,10 +57,14 @@ class Controller:
     clock: Clock = time.time
     sleep: Sleep = time.sleep
     last: dict[str, Any] = field(default_factory=dict)
+    current: Rollout | None = None  # the latest rollout saved: what an interrupt or an error acts on
     _doc: dict[str, Any] = field(default_factory=dict)
     _shown: int = 0
 
     # -- persistence ---------------------------------------------------------------------------------
+
+    def __post_init__(self) -> None:
+        self.target.heartbeat = self.store.renew
 
     def load(self) -> Rollout | None:
         doc = self.store.load()
@@ -77,15 +81,20 @@ class Controller:
             self._doc["trace_id"], self._doc["root_span_id"] = new_ids()
             self._doc["spans_emitted"] = 0
         if self.spans is not None:
-            with contextlib.suppress(Exception):  # telemetry never stops a rollout
+            try:
                 self._doc["spans_emitted"] = self.spans.emit(
                     rollout, self._doc["trace_id"], self._doc["root_span_id"], int(self._doc["spans_emitted"]))
+            except Interrupted:
+                raise
+            except Exception:  # telemetry never stops a rollout
+                pass
         for event in rollout.events[self._shown:]:
             self.listener.event(rollout, event)
         self._shown = len(rollout.events)
         self._doc.update({"rollout": rollout.to_dict(), "target": self.target.describe(), "updated_at": self.clock(),
                           "owner": _owner(), "last": self.last})
         self.store.save(self._doc)
+        self.current = rollout
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -110,6 +119,7 @@ class Controller:
                     f"(step {previous.step_index + 1}): `openbell canary resume {previous.service}` "
                     "or `abort` it first")
             self._doc, self._shown = {}, 0
+            self.store.take_request()  # left by an operator for an earlier run: not this one's
             rollout = machine.start(self.target.service, version, self.target.name, policy, self.clock(), faults,
                                     baseline_version=self.target.stable_version())
             self.save(rollout)
@@ -121,41 +131,26 @@ class Controller:
             if rollout.done:
                 return rollout
             self._shown = len(rollout.events)
+            self.store.take_request()
             rollout, actions = machine.resumed(rollout, self.clock())
             self.save(rollout)
             return self._drive(rollout, actions)
 
     def abort(self, reason: str = "aborted by an operator") -> Rollout:
         """Roll back now: through the running controller when one holds the lock, else directly."""
-        rollout = self._existing()
-        if rollout.done:
-            return rollout
-        try:
-            self.store.acquire(_owner())
-        except RunConflict:
-            self.store.request("abort")
-            return self._wait_for_live_run(rollout)
-        try:
-            self._shown = len(rollout.events)
+
+        def act(rollout: Rollout) -> Rollout:
             rollout, actions = machine.abort(rollout, self.clock(), reason)
             self.save(rollout)
             return self._carry_out(rollout, actions)
-        finally:
-            self.store.release()
+
+        return self._operator("abort", act)
 
     def promote(self) -> Rollout:
         """Skip the remaining holds: through the running controller when one holds the lock, else by
         resuming the stopped rollout straight into its promotion."""
-        rollout = self._existing()
-        if rollout.done:
-            return rollout
-        try:
-            self.store.acquire(_owner())
-        except RunConflict:
-            self.store.request("promote")
-            return self._wait_for_live_run(rollout)
-        try:
-            self._shown = len(rollout.events)
+
+        def act(rollout: Rollout) -> Rollout:
             if rollout.phase == "rolling_back":
                 raise UsageError(f"canary: {rollout.service} is rolling back ({rollout.reason}); "
                                  "it cannot be promoted: `openbell canary abort` finishes the rollback")
@@ -168,8 +163,39 @@ class Controller:
                 actions = [Promote()]
             self.save(rollout)
             return self._carry_out(rollout, actions)
-        finally:
-            self.store.release()
+
+        return self._operator("promote", act)
+
+    def _operator(self, command: str, act: Callable[[Rollout], Rollout], timeout_s: float = 180.0) -> Rollout:
+        """Carry out `command` ourselves when no run holds the lock; otherwise leave it for the live run
+        and wait for that run to finish - taking over if it dies meanwhile (its lock goes with it)."""
+        deadline = time.monotonic() + timeout_s
+        requested = False
+        while True:
+            rollout = self._existing()
+            if rollout.done:
+                return rollout
+            try:
+                self.store.acquire(_owner())
+            except RunConflict:
+                if not requested:
+                    self.store.request(command)
+                    requested = True
+                if time.monotonic() > deadline:
+                    raise UnreachableError(
+                        f"canary: the running controller of {rollout.service} did not finish in {timeout_s:.0f}s; "
+                        f"see `openbell canary status {rollout.service}`") from None
+                self.sleep(0.5)
+                continue
+            try:
+                rollout = self._existing()  # again, under the lock: the live run may have moved on
+                if rollout.done:
+                    return rollout
+                self.store.take_request()
+                self._shown = len(rollout.events)
+                return act(rollout)
+            finally:
+                self.store.release()
 
     def _existing(self) -> Rollout:
         rollout = self.load()
@@ -177,37 +203,57 @@ class Controller:
             raise UsageError(f"canary: no rollout of {self.target.service} recorded on this target")
         return rollout
 
-    def _wait_for_live_run(self, rollout: Rollout, timeout_s: float = 180.0) -> Rollout:
-        """The live run takes the request at its next poll; wait (bounded) for it to finish."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            current = self.load() or rollout
-            if current.done:
-                return current
-            self.sleep(0.5)
-        raise UnreachableError(f"canary: the running controller of {rollout.service} did not finish in "
-                               f"{timeout_s:.0f}s; see `openbell canary status {rollout.service}`")
-
     # -- the loop ------------------------------------------------------------------------------------
 
     def _drive(self, rollout: Rollout, actions: list[Action]) -> Rollout:
+        self.current = rollout
         with _interrupts_raise():
             try:
                 if rollout.phase == "starting":
-                    if self.gates is not None:
-                        self.gates.baseline(self.clock())
+                    self._baseline(fresh=True)
                     self.target.start_canary(rollout.version, rollout.faults)
                     rollout, actions = machine.canary_ready(rollout, self.clock())
                     self.save(rollout)
-                elif self.gates is not None and rollout.phase == "progressing":
-                    self.gates.baseline(self.clock())
+                elif rollout.phase == "progressing":
+                    self._baseline(fresh=False)
                 rollout = self._execute(rollout, actions)
                 while rollout.phase == "progressing":
-                    self.sleep(max(0.0, self.poll_s - 0.0))
+                    self.sleep(self.poll_s)
                     rollout = self._poll(rollout)
             except Interrupted:
-                return self._interrupted(rollout)
+                return self._finish(self._interrupted())
+            except Exception as exc:
+                self._fail_safe(exc)
+                raise
         return self._finish(rollout)
+
+    def _baseline(self, fresh: bool) -> None:
+        """What burned before the canary got traffic: measured once, at the start, and kept with the run
+        (a resumed run must not take the canary's own burn for the platform's)."""
+        if self.gates is None:
+            return
+        saved = self._doc.get("burning_at_start")
+        if not fresh and isinstance(saved, list):
+            self.gates.burning_at_start = {str(s) for s in saved}
+            return
+        self.gates.baseline(self.clock())
+        self._doc["burning_at_start"] = sorted(self.gates.burning_at_start)
+
+    def _fail_safe(self, exc: BaseException) -> None:
+        """The controller itself failed mid-rollout (a target or Prometheus error): roll back before the
+        error is reported. If even that fails, the state says where it stopped, for resume or abort."""
+        rollout = self.current
+        if rollout is None or rollout.done:
+            return
+        with _interrupts_ignored():
+            try:
+                rollout, actions = machine.abort(rollout, self.clock(), f"controller error: {exc}")
+                self.save(rollout)
+                self._carry_out(rollout, actions)
+            except Exception as second:
+                with contextlib.suppress(Exception):
+                    self.save(rollout.log(self.clock(), "error", f"rollback after an error failed: {second}; "
+                                          f"`openbell canary abort {rollout.service}` retries it"))
 
     def _poll(self, rollout: Rollout) -> Rollout:
         self.store.renew()
@@ -218,6 +264,9 @@ class Controller:
         if self.gates is not None:
             slo = _safe(lambda: self.gates.slo(now))  # type: ignore[union-attr]
             judge = _safe(lambda: self.gates.judge(now, since))  # type: ignore[union-attr]
+            if rollout.policy.inconclusive == "pass":
+                # The lenient policy is for too little data, never for a gate that could not look at all.
+                slo, judge = _blind_fails(slo), _blind_fails(judge)
             if rollout.weight >= 100 and judge.outcome == "inconclusive":
                 # At 100% stable may have no traffic left to compare with: the canary stands on its SLOs.
                 judge = Verdict("pass", ("judge not applicable at 100%: " + "; ".join(judge.reasons),),
@@ -261,7 +310,14 @@ class Controller:
         if share is None or share >= want:
             return rollout.log(self.clock(), "churn", f"no churn needed: canary share "
                                f"{'n/a' if share is None else f'{share:.0%}'} at weight {percent}%")
-        fraction = 1.0 if share >= 1.0 else (want - share) / (1.0 - share)
+        if share >= 1.0:
+            fraction = 1.0
+        elif self.target.steers_reconnects:
+            # Drained clients all reconnect to the canary: move exactly the missing share.
+            fraction = (want - share) / (1.0 - share)
+        else:
+            # They reconnect at the weight: only `want` of them land on the canary.
+            fraction = min(1.0, (want - share) / (want * (1.0 - share)))
         closed = self.target.churn(fraction)
         after = self.target.traffic()
         return rollout.log(self.clock(), "churn",
@@ -287,13 +343,18 @@ class Controller:
             self.save(rollout)
         return rollout
 
-    def _interrupted(self, rollout: Rollout) -> Rollout:
+    def _interrupted(self) -> Rollout:
+        # A second Ctrl-C from here on must not cut the rollback short (restored when _drive returns).
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        rollout = self.current
+        assert rollout is not None
         now = self.clock()
-        if self.rollback_on_interrupt and not rollout.done:
+        if rollout.done:
+            return rollout
+        if self.rollback_on_interrupt:
             rollout, actions = machine.abort(rollout, now, "interrupted (Ctrl-C or SIGTERM)")
             self.save(rollout)
-            if rollout.phase == "promoting":
-                actions = [Promote()]
             return self._carry_out(rollout, actions)
         rollout = rollout.log(now, "interrupted", f"interrupted at {rollout.phase}, weight {rollout.weight}%: "
                                                   f"`openbell canary resume {rollout.service}` or `abort`")
@@ -317,7 +378,11 @@ def _safe(ask: Callable[[], Verdict]) -> Verdict:
     try:
         return ask()
     except OpenbellError as exc:
-        return Verdict("inconclusive", (f"gate unavailable: {exc}",))
+        return Verdict("inconclusive", (f"gate unavailable: {exc}",), {"unavailable": True})
+
+
+def _blind_fails(verdict: Verdict) -> Verdict:
+    return Verdict("fail", verdict.reasons, verdict.figures) if verdict.figures.get("unavailable") else verdict
 
 
 def _safe_traffic(target: CanaryTarget) -> Traffic | None:

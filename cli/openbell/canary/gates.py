@@ -144,6 +144,11 @@ class Gates:
             outcomes.append(r.outcome)
             if r.outcome != "pass":
                 reasons.extend(f"{r.label}: {p.reason}" for p in r.pairs if p.outcome == r.outcome)
+        if not outcomes and results:
+            return Verdict("pass", ("every fleet SLO series was already burning before the rollout: the fleet "
+                                    "gate has nothing to add; the judge decides", *reasons),
+                           {"fleet": verdict.figures.get("slos", []),
+                            "burning_at_start": sorted(self.burning_at_start)})
         outcome = combine(outcomes) if outcomes else verdict.outcome
         if outcome == "pass":
             reasons.insert(0, f"{len(outcomes)} fleet SLO series within their page burn rates")
@@ -193,7 +198,8 @@ class Gates:
         if not self.service.served:
             return out
         for role in (self.scope.stable, self.scope.canary):
-            promql = self.service.served.replace("{role}", self.scope.matcher(role)).replace("{window}", "10s")
+            window = promql_duration(max(10.0, 3.0 * self.rate_window_s))
+            promql = self.service.served.replace("{role}", self.scope.matcher(role)).replace("{window}", window)
             try:
                 samples = self.client.query(promql, at=now)
             except (QueryError, QueryTimeout):

@@ -282,9 +282,17 @@ def abort(rollout: Rollout, now: float, reason: str = "aborted by an operator") 
         return rollout, []
     if rollout.phase == "rolling_back":
         return rollout.log(now, "resume", "rollback carried out again"), [RollBack(rollout.reason)]
+    if rollout.phase == "promoting":
+        # Stable is already (partly) the new version: undoing half a replacement is the risky path.
+        return rollout.log(now, "resume", f"{reason}: the promotion under way is finished, not undone"), [Promote()]
     return _roll_back(rollout, now, reason)
 
 
+def verified(rollout: Rollout) -> bool:
+    """Whether the end state was checked and found as intended (no trailing `verify` problem)."""
+    return not (rollout.events and rollout.events[-1].kind == "verify")
+
+
 def exit_code(rollout: Rollout) -> int:
-    """0 promoted, 1 rolled back (or not finished)."""
-    return 0 if rollout.phase == "promoted" else 1
+    """0 promoted and verified, 1 rolled back, unverified or not finished."""
+    return 0 if rollout.phase == "promoted" and verified(rollout) else 1

@@ -37,7 +37,7 @@ class HAProxyRouter:
             answer = haproxy_command(self.socket_path, command)
         except OSError as exc:
             raise UnreachableError(f"haproxy: admin socket {self.socket_path}: {exc}") from exc
-        if any(word in answer for word in ("Unknown command", "No such", "not found", "Require")):
+        if any(word in answer for word in ("Unknown command", "Unknown map", "No such", "not found", "Require")):
             raise UnreachableError(f"haproxy: `{command}` refused: {answer.strip().splitlines()[0]}")
         return answer
 
@@ -75,7 +75,10 @@ class HAProxyRouter:
 
     def _set_or_add(self, key: str, percent: int) -> None:
         # A map loaded from a file written before canary_ws existed has no such key: add it.
-        answer = haproxy_command(self.socket_path, f"set map {self.weights_map} {key} {percent}")
+        try:
+            answer = haproxy_command(self.socket_path, f"set map {self.weights_map} {key} {percent}")
+        except OSError as exc:
+            raise UnreachableError(f"haproxy: admin socket {self.socket_path}: {exc}") from exc
         if answer.strip():
             self._command(f"add map {self.weights_map} {key} {percent}")
 

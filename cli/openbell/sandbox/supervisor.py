@@ -91,14 +91,20 @@ def endpoints(ctx: Context) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def locked(lay: Layout) -> Iterator[None]:
-    """One `up` or `down` at a time per sandbox (status needs no lock: it only reads)."""
+def locked(lay: Layout, wait_s: float = 0.0) -> Iterator[None]:
+    """One `up` or `down` at a time per sandbox (status needs no lock: it only reads). `wait_s`: how long
+    to wait for the holder (a rollback waits for an `up` to finish rather than give up)."""
     lay.home.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_s
     with open(lay.lock_file, "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UsageError(f"sandbox {lay.home}: another `sandbox up/down` is running on it") from None
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise UsageError(f"sandbox {lay.home}: another `sandbox up/down` is running on it") from None
+                time.sleep(0.2)
         yield
 
 
@@ -381,7 +387,9 @@ def start_canary(lay: Layout, version: str, replicas: int = 1, faults: dict[str,
 def stop_canary(lay: Layout, progress: Progress = lambda _: None) -> list[str]:
     """Canary weight to 0, its servers disabled, its processes drained (SIGTERM: clients get a reconnect
     hint and come back through HAProxy to stable) and stopped, its Prometheus targets removed."""
-    with locked(lay):
+    # Weight 0 first, before waiting for the sandbox lock: no new trader may land on the canary meanwhile.
+    router(lay).set_canary_weight(0)
+    with locked(lay, wait_s=120.0):
         ctx = context(lay)
         route = router(lay)
         route.set_canary_weight(0)
@@ -405,7 +413,7 @@ def replace_stable(lay: Layout, version: str, timeout_s: float = 60.0,
     """Restart the stable gateways at `version`, one at a time: each is taken out of HAProxy, drained
     (SIGTERM: its clients get a reconnect hint and come back through HAProxy to the others or the
     canary), restarted, and put back once ready. The new version is recorded, so a later `up` keeps it."""
-    with locked(lay):
+    with locked(lay, wait_s=120.0):
         ctx = context(lay)
         if "haproxy" not in _running(ctx):
             raise UnreachableError(f"sandbox {lay.home} is not up: `openbell sandbox up` first")

@@ -21,12 +21,17 @@ from openbell.slo.promql import WINDOW_PLACEHOLDER
 _BRACED = re.compile(r"(?<![\w:.\"])([A-Za-z_:][A-Za-z0-9_:]*)\s*\{([^{}]*)\}")
 _RANGED = re.compile(r"(?<![\w:.\"}])([A-Za-z_:][A-Za-z0-9_:]*)\s*\[")
 _TEMPLATE_TOKEN = "__OPENBELL_WINDOW__"
+# Selectors this injector would scope wrongly or not at all: refuse rather than mix fleet-wide and
+# scoped series (`{__name__=...}`, a brace inside a label value, a matcher block without a metric name).
+_UNSAFE = re.compile(r'__name__|"[^"]*[{}][^"]*"|(?:^|[\s(,])\{')
 _KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset"}
 
 
 def inject(expr: str, matcher: str) -> str | None:
     """`expr` with `matcher` (e.g. role="canary") added to every selector; None when there is none."""
     text = WINDOW_PLACEHOLDER.sub(_TEMPLATE_TOKEN, expr)
+    if _UNSAFE.search(text):
+        return None
     count = 0
 
     def braced(m: re.Match[str]) -> str:

@@ -56,8 +56,13 @@ class CanaryTarget(ABC):
 
     service: str
     progress: Progress = field(default=lambda _: None, repr=False)
+    # Called by a target inside its long waits (a Deployment rolling out), so the controller can keep its
+    # rollout lock alive meanwhile (a Lease on Kubernetes expires without renewal).
+    heartbeat: Callable[[], None] = field(default=lambda: None, repr=False)
 
     name: str = "abstract"
+    # Whether churn() sends the drained clients to the canary (True) or lets them reconnect at the weight.
+    steers_reconnects: bool = False
 
     @abstractmethod
     def prometheus_url(self) -> str:

@@ -608,6 +608,7 @@ class KubernetesTarget(CanaryTarget):
         while (state := pending()) is not None:
             if self.clock() >= deadline:
                 raise RolloutTimeout(f"target kubernetes: waited {timeout_s:g}s for {what}: {state}")
+            self.heartbeat()
             self.sleep(self.poll_s)
 
     def canary_running(self) -> bool:

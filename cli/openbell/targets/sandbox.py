@@ -136,6 +136,7 @@ class SandboxTarget(CanaryTarget):
 
     home: Path = field(default_factory=Path)
     name: str = "sandbox"
+    steers_reconnects: bool = True
 
     def __post_init__(self) -> None:
         if self.service != "gateway":
