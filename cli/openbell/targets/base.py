@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from openbell.errors import UsageError
+
 Progress = Callable[[str], None]
 
 
@@ -129,8 +131,8 @@ class CanaryTarget(ABC):
         return {"target": self.name, "service": self.service}
 
 
-class RunConflict(Exception):
-    """Another live run holds the service's rollout lock."""
+class RunConflict(UsageError):
+    """Another live run holds the service's rollout lock (exit 2 if it ever reaches the user)."""
 
 
 class RunStore(ABC):
