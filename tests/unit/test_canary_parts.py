@@ -173,6 +173,10 @@ def test_a_canary_burning_far_above_the_page_threshold_fails_on_few_events() -> 
     assert decide_scoped("api", api, 20, 0.0, 60).outcome == "pass"
     assert decide_scoped("api", api, 20, 1 / 60, 60).outcome == "pass"  # one error: not yet evidence
     assert decide_scoped("api", api, 20, None, 0).outcome is None
+    # The whole platform burning alike is the fleet gate's business, not the canary's fault.
+    alike = decide_scoped("api", api, 20, 3 / 60, 60, stable_ratio=0.04)
+    assert alike.outcome == "pass" and "not the canary's doing" in alike.reason
+    assert decide_scoped("api", api, 20, 3 / 60, 60, stable_ratio=0.001).outcome == "fail"
 
 
 def test_scoping_adds_the_matcher_to_every_selector() -> None:

@@ -78,6 +78,7 @@ class ScopedBurn:
     p_value: float | None
     outcome: Outcome | None  # None: no canary events (nothing to say)
     reason: str
+    stable_error_ratio: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         def r(v: float | None) -> float | None:
@@ -85,28 +86,41 @@ class ScopedBurn:
         return {"slo": self.label, "window_s": self.window_s, "error_ratio": r(self.error_ratio),
                 "events": r(self.events), "burn_rate": r(self.burn_rate),
                 "threshold_burn_rate": self.threshold_burn_rate, "p_value": r(self.p_value),
-                "outcome": self.outcome, "reason": self.reason}
+                "stable_error_ratio": r(self.stable_error_ratio), "outcome": self.outcome, "reason": self.reason}
 
 
-def decide_scoped(label: str, slo: SLO, window_s: float, ratio: float | None, events: float | None) -> ScopedBurn:
-    """Pure: fail when the canary's bad events are significantly above the fastest page threshold."""
+# The canary must burn this many times faster than stable over the same window to be blamed: when the
+# whole platform is slow (a cold start, a broker restart), stable burns too, and that is the fleet gate's
+# business, not a reason to roll back a version that is no worse than the one it replaces.
+STABLE_MARGIN = 2.0
+
+
+def decide_scoped(label: str, slo: SLO, window_s: float, ratio: float | None, events: float | None,
+                  stable_ratio: float | None = None) -> ScopedBurn:
+    """Pure: fail when the canary's bad events are significantly above the fastest page threshold, and
+    well above stable's own error ratio over the same window (when stable has one)."""
     page = max((p for p in window_pairs(slo.period_s) if p.severity == "page"), key=lambda p: p.burn_rate)
     threshold = page.error_ratio_threshold(slo.error_budget)
     budget = slo.error_budget
+    if stable_ratio is not None and not math.isfinite(stable_ratio):
+        stable_ratio = None
     if ratio is None or events is None or not math.isfinite(ratio) or events < 1:
         return ScopedBurn(label, window_s, None, events, None, page.burn_rate, None, None,
-                          f"{label}: no canary events in {human_duration(window_s)}")
+                          f"{label}: no canary events in {human_duration(window_s)}", stable_ratio)
     n = round(events)
     bad = round(ratio * events)
     p_value = binomial_sf(bad, n, min(threshold, 1.0))
     burn = ratio / budget
     figures = (f"canary error ratio {ratio:.3%} over {human_duration(window_s)} ({bad}/{n} events), "
-               f"burn rate {burn:.1f}x vs page {page.burn_rate:g}x")
-    if p_value < ALPHA:
+               f"burn rate {burn:.1f}x vs page {page.burn_rate:g}x"
+               + ("" if stable_ratio is None else f", stable {stable_ratio:.3%}"))
+    if p_value < ALPHA and (stable_ratio is None or ratio > STABLE_MARGIN * stable_ratio):
         return ScopedBurn(label, window_s, ratio, events, burn, page.burn_rate, p_value, "fail",
-                          f"{label}: canary burns its budget: {figures}, p={p_value:.2g}")
+                          f"{label}: canary burns its budget: {figures}, p={p_value:.2g}", stable_ratio)
+    if p_value < ALPHA:
+        figures += ": stable burns alike, so not the canary's doing (the fleet gate judges the platform)"
     return ScopedBurn(label, window_s, ratio, events, burn, page.burn_rate, p_value, "pass",
-                      f"{label}: {figures}")
+                      f"{label}: {figures}", stable_ratio)
 
 
 @dataclass
@@ -162,22 +176,25 @@ class Gates:
             if isinstance(slo.sli, ThresholdSLI):
                 continue
             scoped = scope(slo, self.scope.matcher(self.scope.canary))
-            if scoped is None:
+            baseline = scope(slo, self.scope.matcher(self.scope.stable))
+            if scoped is None or baseline is None:
                 continue
             rate = event_rate(scoped, window_s)
             try:
                 ratios = self.client.query(error_ratio(scoped, window_s), at=now)
                 counts = self.client.query(f"({rate}) * {window_s:g}", at=now) if rate else []
+                stable = self.client.query(error_ratio(baseline, window_s), at=now)
             except (QueryError, QueryTimeout) as exc:
                 out.append(ScopedBurn(f"{slo.service}/{slo.name}", window_s, None, None, None, 0.0, None,
                                       "inconclusive", f"{slo.service}/{slo.name}: {exc}"))
                 continue
             events = {tuple(s.labels.get(k, "") for k in slo.group_by): s.value for s in counts}
+            stable_ratios = {tuple(s.labels.get(k, "") for k in slo.group_by): s.value for s in stable}
             for sample in ratios:
                 key = tuple(sample.labels.get(k, "") for k in slo.group_by)
                 group = ",".join(f"{k}={v}" for k, v in zip(slo.group_by, key, strict=True))
                 label = f"{slo.service}/{slo.name}" + (f"{{{group}}}" if group else "")
-                out.append(decide_scoped(label, slo, window_s, sample.value, events.get(key)))
+                out.append(decide_scoped(label, slo, window_s, sample.value, events.get(key), stable_ratios.get(key)))
         return out
 
     def samples(self, query: str, start: float, end: float) -> tuple[list[float], list[float]]:
