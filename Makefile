@@ -48,13 +48,13 @@ run: setup
 	$(BIN)/openbell slo status slo/
 
 test: setup
-	$(BIN)/ruff check cli services tests bench
+	$(BIN)/ruff check cli services infra tests bench
 	$(BIN)/mypy
 	cd services/gateway && go vet ./... && go test ./...
 	$(BIN)/pytest -q
 
 lint: setup
-	$(BIN)/ruff check cli services tests bench
+	$(BIN)/ruff check cli services infra tests bench
 	$(BIN)/mypy
 	cd services/gateway && go vet ./...
 

@@ -1,0 +1,1 @@
+"""The platform on EKS with Karpenter, as Pulumi ComponentResources built from pulumi_aws and pulumi_kubernetes."""

@@ -1,0 +1,73 @@
+"""Conventions every component shares: namespaces, labels, where a workload may run and how it spreads.
+
+Karpenter's NodePools label their nodes `openbell.dev/pool: gateway|data` and the data pool is tainted,
+so only workloads that ask for it (the data tier) land there, and always on on-demand capacity.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+
+POOL_LABEL = "openbell.dev/pool"
+ZONE = "topology.kubernetes.io/zone"
+HOST = "kubernetes.io/hostname"
+CAPACITY_TYPE = "karpenter.sh/capacity-type"
+
+NAMESPACES = {
+    "apps": "openbell",
+    "kafka": "kafka",
+    "postgres": "postgres",
+    "clickhouse": "clickhouse",
+    "monitoring": "monitoring",
+    "karpenter": "karpenter",
+    "k6": "k6-operator",
+    "chaos": "chaos-mesh",
+    "gateway-system": "gateway-system",
+}
+
+
+def labels(component: str, part: str | None = None, **extra: str) -> dict[str, str]:
+    """The recommended app.kubernetes.io labels, plus `extra`."""
+    out = {"app.kubernetes.io/name": part or component, "app.kubernetes.io/part-of": "openbell",
+           "app.kubernetes.io/component": component, "app.kubernetes.io/managed-by": "pulumi"}
+    out.update(extra)
+    return out
+
+
+def data_placement() -> dict[str, Any]:
+    """Pod spec fields that put a data-tier pod on the data pool: on-demand nodes only, taint tolerated."""
+    return {
+        "nodeSelector": {POOL_LABEL: "data", CAPACITY_TYPE: "on-demand"},
+        "tolerations": [{"key": POOL_LABEL, "operator": "Equal", "value": "data", "effect": "NoSchedule"}],
+    }
+
+
+def gateway_placement() -> dict[str, Any]:
+    """Pod spec fields for the stateless edge (gateway, feed, enricher, ledger): the gateway pool."""
+    return {"nodeSelector": {POOL_LABEL: "gateway"}}
+
+
+def zone_spread(match_labels: dict[str, str], max_skew: int = 1, hard: bool = True) -> list[dict[str, Any]]:
+    """Spread evenly over zones (hard by default) and, softly, over nodes."""
+    return [
+        {"maxSkew": max_skew, "topologyKey": ZONE,
+         "whenUnsatisfiable": "DoNotSchedule" if hard else "ScheduleAnyway",
+         "labelSelector": {"matchLabels": match_labels}},
+        {"maxSkew": 1, "topologyKey": HOST, "whenUnsatisfiable": "ScheduleAnyway",
+         "labelSelector": {"matchLabels": match_labels}},
+    ]
+
+
+def zone_anti_affinity(match_labels: dict[str, str]) -> dict[str, Any]:
+    """No two replicas in one zone (required): for replicas that must survive a zone loss."""
+    return {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"topologyKey": ZONE, "labelSelector": {"matchLabels": match_labels}}]}}
+
+
+def child(parent: pulumi.Resource, provider: pulumi.ProviderResource | None = None,
+          depends_on: list[pulumi.Resource] | None = None) -> pulumi.ResourceOptions:
+    """Options for a resource inside a component: parented (so the graph shows the component) and on
+    the cluster's provider when it is a Kubernetes object."""
+    return pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=depends_on or [])

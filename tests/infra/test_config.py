@@ -1,0 +1,60 @@
+"""The stack config schema: every stack file validates; a bad value names its key and what was expected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from infra.config import ConfigError, from_values, load_stack_file
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_every_stack_file_validates(stack: str) -> None:
+    cfg = load_stack_file(ROOT / "stacks" / f"Pulumi.{stack}.yaml")
+    assert cfg.environment == stack and len(cfg.network.azs) >= 3
+    assert "spot" not in cfg.karpenter.data.capacity_types
+
+
+def test_prod_is_sized_for_the_opening_bell() -> None:
+    cfg = load_stack_file(ROOT / "stacks" / "Pulumi.prod.yaml")
+    # 100,000 traders at the HPA's connections per pod must fit under the gateway's max replicas.
+    assert cfg.apps.gateway.max_replicas * cfg.apps.connections_per_pod >= 100_000
+    assert cfg.kafka.replication_factor == 3 and cfg.kafka.min_insync_replicas == 2 and cfg.kafka.brokers >= 3
+    assert cfg.network.nat_gateways == "per-az" and not cfg.cluster.public_endpoint
+
+
+@pytest.mark.parametrize("values,key,expected", [
+    ({"openbell:kafka": {"brokers": "many"}}, "kafka.brokers", "expected an integer"),
+    ({"openbell:kafka": {"brokers": 500}}, "kafka.brokers", "within 1..100"),
+    ({"openbell:apps": {"tag": "latest"}}, "apps.tag", "not `latest`"),
+    ({"openbell:network": {"azs": ["us-east-1a", "us-east-1b"]}}, "network.azs", "at least 3"),
+    ({"openbell:network": {"natGateways": "two"}}, "network.natGateways", "one of single, per-az"),
+    ({"openbell:cluster": {"version": "1.19"}}, "cluster.version", "pinned"),
+    ({"openbell:karpenter": {"data": {"capacityTypes": ["spot", "on-demand"]}}}, "karpenter.data.capacityTypes",
+     "never runs on spot"),
+    ({"openbell:kafka": {"brokers": 1, "replicationFactor": 3}}, "kafka.replicationFactor", "at most"),
+    ({"openbell:kafka": {"minInsyncReplicas": 4}}, "kafka.minInsyncReplicas", "at most kafka.replicationFactor"),
+    ({"openbell:apps": {"gateway": {"minReplicas": 9, "maxReplicas": 3}}}, "apps.gateway.minReplicas", "at most"),
+    ({"openbell:kafka": {"partitions": {"tick": 3}}}, "kafka.partitions.tick", "unknown key"),
+    ({"openbell:tooling": {"chaosMesh": "yes"}}, "tooling.chaosMesh", "true or false"),
+    ({"openbell:environment": "prod", "openbell:cluster": {"adminRoleArns": ["arn:aws:iam::123456789012:role/x"]},
+      "openbell:postgres": {"instances": 1}}, "postgres.instances", "at least 3 in prod"),
+    ({"openbell:environment": "staging"}, "cluster.adminRoleArns", "outside dev"),
+])
+def test_a_bad_value_names_its_key(values: dict[str, object], key: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as failure:
+        from_values(values, "Pulumi.test.yaml")
+    assert failure.value.key == key and expected in str(failure.value)
+    assert str(failure.value).startswith(f"Pulumi.test.yaml: {key}: ")
+
+
+def test_a_broken_stack_file_is_named(tmp_path: Path) -> None:
+    bad = tmp_path / "Pulumi.bad.yaml"
+    bad.write_text("config:\n  openbell:kafka: {brokers: [1, 2]}\n")
+    with pytest.raises(ConfigError, match=r"Pulumi.bad.yaml: kafka.brokers: expected an integer"):
+        load_stack_file(bad)
+    with pytest.raises(ConfigError, match="no such stack file"):
+        load_stack_file(tmp_path / "Pulumi.none.yaml")
