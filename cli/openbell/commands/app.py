@@ -7,7 +7,7 @@ import sys
 import typer
 
 from openbell import __version__
-from openbell.commands import canary, load, runbook, sandbox, slo
+from openbell.commands import canary, infra, load, runbook, sandbox, slo
 from openbell.commands.output import Output, Settings
 from openbell.errors import OpenbellError
 
@@ -25,6 +25,7 @@ app.add_typer(runbook.app, name="runbook")
 app.add_typer(sandbox.app, name="sandbox")
 app.add_typer(load.app, name="load")
 app.add_typer(canary.app, name="canary")
+app.add_typer(infra.app, name="infra")
 
 
 def _version(value: bool) -> None:

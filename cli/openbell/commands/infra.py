@@ -1,0 +1,94 @@
+"""`openbell infra plan|preview|up|destroy`: the Pulumi program in infra/ (EKS, Karpenter, the data tier,
+the services), planned offline or run through the Automation API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from openbell.commands.output import OUTPUT_OPTION, Output, console, print_json, resolve, settings
+from openbell.errors import EXIT_GATE_FAILED, UsageError
+
+if TYPE_CHECKING:
+    from openbell.infra.deploy import Operation
+
+app = typer.Typer(help="The platform on AWS (Pulumi): offline plan with policy and schema checks, preview, "
+                  "up, destroy.", no_args_is_help=True)
+
+STACK = typer.Option(..., "--stack", "-s", help="Stack name: dev, staging or prod (stacks/Pulumi.<stack>.yaml).")
+STACK_FILE = typer.Option(None, "--stack-file", help="Read the stack's config from this file instead.")
+YES = typer.Option(False, "--yes", "-y", help="Really do it (up and destroy change real infrastructure).")
+
+
+@app.command()
+def plan(
+    ctx: typer.Context,
+    stack: str = STACK,
+    offline: bool = typer.Option(False, "--offline",
+                                 help="Run the program under pulumi's mocks: no pulumi CLI, no cloud."),
+    stack_file: Path | None = STACK_FILE,
+    output: Output | None = OUTPUT_OPTION,
+) -> None:
+    """Inventory, policy results and schema checks of a stack (exit 1 on a violation or an invalid object).
+
+    Without --offline it is a `preview` (needs the pulumi CLI and AWS credentials)."""
+    from openbell.infra import repo_root
+
+    root = repo_root()
+    if not offline:
+        _operate(ctx, "preview", root, stack, stack_file, output)
+        return
+    from openbell.infra.plan import render, run_plan
+
+    report = run_plan(root, stack, stack_file, verbose=settings(ctx).verbose)
+    if resolve(ctx, output) is Output.json:
+        print_json(report.as_dict())
+    else:
+        render(report, console())
+    if not report.passed:
+        raise typer.Exit(EXIT_GATE_FAILED)
+
+
+def _operate(ctx: typer.Context, operation: Operation, root: Path, stack: str, stack_file: Path | None,
+             output: Output | None) -> None:
+    from openbell.infra.deploy import run
+
+    outcome = run(operation, root, stack, stack_file)
+    if resolve(ctx, output) is Output.json:
+        print_json(outcome.as_dict())
+    else:
+        parts = ", ".join(f"{k} {v}" for k, v in outcome.summary.items() if not isinstance(v, dict))
+        console().print(f"pulumi {operation} --stack {stack}: {parts or 'done'}")
+
+
+@app.command()
+def preview(ctx: typer.Context, stack: str = STACK, stack_file: Path | None = STACK_FILE,
+            output: Output | None = OUTPUT_OPTION) -> None:
+    """What `up` would change, with the policy pack enforced (Automation API, pulumi CLI)."""
+    from openbell.infra import repo_root
+
+    _operate(ctx, "preview", repo_root(), stack, stack_file, output)
+
+
+@app.command()
+def up(ctx: typer.Context, stack: str = STACK, stack_file: Path | None = STACK_FILE, yes: bool = YES,
+       output: Output | None = OUTPUT_OPTION) -> None:
+    """Create or update the stack's infrastructure, policy pack enforced."""
+    from openbell.infra import repo_root
+
+    if not yes:
+        raise UsageError(f"`infra up --stack {stack}` changes real infrastructure: add --yes (and preview first)")
+    _operate(ctx, "up", repo_root(), stack, stack_file, output)
+
+
+@app.command()
+def destroy(ctx: typer.Context, stack: str = STACK, stack_file: Path | None = STACK_FILE, yes: bool = YES,
+            output: Output | None = OUTPUT_OPTION) -> None:
+    """Delete every resource of the stack."""
+    from openbell.infra import repo_root
+
+    if not yes:
+        raise UsageError(f"`infra destroy --stack {stack}` deletes every resource of the stack: add --yes")
+    _operate(ctx, "destroy", repo_root(), stack, stack_file, output)
