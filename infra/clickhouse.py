@@ -173,8 +173,7 @@ class ClickHouse(pulumi.ComponentResource):
                     additional_secret_outputs=["data", "stringData"],
                     # A generated password is kept once created (see the module docstring).
                     ignore_changes=[] if configured is not None else ["stringData", "data"])))
-        self.enricher_password = pulumi.Output.secret(
-            users_secret.string_data.apply(lambda data: (data or {}).get(PASSWORD_KEY, "")))
+        self.enricher_password = kube.secret_value(users_secret, PASSWORD_KEY)
 
         version = cc.clickhouse_version
         keeper_one_per_zone = cc.keeper_replicas <= len(cfg.network.azs)

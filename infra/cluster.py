@@ -134,7 +134,8 @@ class Cluster(pulumi.ComponentResource):
                 authentication_mode="API", bootstrap_cluster_creator_admin_permissions=False),
             vpc_config=aws.eks.ClusterVpcConfigArgs(
                 subnet_ids=network.private_subnet_ids, endpoint_private_access=True,
-                endpoint_public_access=cfg.cluster.public_endpoint),
+                endpoint_public_access=cfg.cluster.public_endpoint,
+                public_access_cidrs=cfg.cluster.public_access_cidrs or None),
             encryption_config=aws.eks.ClusterEncryptionConfigArgs(
                 resources=["secrets"], provider=aws.eks.ClusterEncryptionConfigProviderArgs(
                     key_arn=self.kms_key.arn)),
@@ -250,7 +251,7 @@ class Cluster(pulumi.ComponentResource):
             tags=aws_tags(cfg, f"{cluster}-system-node"), opts=child(self))
         arm = all(is_graviton(t) for t in nodes.instance_types)
         return aws.eks.NodeGroup(
-            f"{name}-system", cluster_name=self.eks.name, node_group_name=f"{cluster}-system",
+            f"{name}-system", cluster_name=self.eks.name, node_group_name_prefix=f"{cluster}-system-",
             node_role_arn=role.arn, subnet_ids=network.private_subnet_ids,
             instance_types=nodes.instance_types, capacity_type="ON_DEMAND",
             ami_type="AL2023_ARM_64_STANDARD" if arm else "AL2023_x86_64_STANDARD",

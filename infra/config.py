@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 NAMESPACE = "openbell"
+# Kubernetes versions whose EKS add-ons are pinned (infra/cluster.py ADDON_VERSIONS has a row for each).
+SUPPORTED_KUBERNETES = ("1.30", "1.31", "1.32")
 
 
 class ConfigError(ValueError):
@@ -76,12 +78,15 @@ class NodeGroupConfig:
 
 @dataclass(frozen=True)
 class ClusterConfig:
-    version: str = text("1.31", r"^1\.(2[89]|3[0-9])$", "EKS Kubernetes version 1.28-1.39, pinned")
+    version: str = text("1.31", r"^1\.3[012]$",
+                        "an EKS version with pinned add-ons: " + ", ".join(SUPPORTED_KUBERNETES))
     system_nodes: NodeGroupConfig = section(NodeGroupConfig)
     admin_role_arns: list[str] = items([], _ARN, doc="IAM roles given cluster-admin through access entries")
     log_types: list[str] = items(["api", "audit", "authenticator", "controllerManager", "scheduler"],
                                  r"^(api|audit|authenticator|controllerManager|scheduler)$", 1)
     public_endpoint: bool = False
+    # Who may reach a public API endpoint (the deployer's CI egress, a VPN): never 0.0.0.0/0 in prod.
+    public_access_cidrs: list[str] = items([], r"^(\d{1,3}\.){3}\d{1,3}/\d{1,2}$", doc="IPv4 CIDRs")
 
 
 @dataclass(frozen=True)
@@ -303,6 +308,33 @@ def _consistency(cfg: PlatformConfig, source: str) -> None:
         at_most(scale.min_replicas, scale.max_replicas, f"apps.{name}.minReplicas", f"apps.{name}.maxReplicas")
     if cfg.apps.tag == "latest":
         raise ConfigError(source, "apps.tag", "expected a pinned tag or sha256 digest, not `latest`")
+    import ipaddress
+
+    try:
+        ipaddress.IPv4Network(cfg.network.cidr)  # strict: host bits set is refused, as AWS does
+    except ValueError as exc:
+        raise ConfigError(source, "network.cidr", f"expected a network address like 10.40.0.0/16 ({exc})") from None
+    for az in cfg.network.azs:
+        if not az.startswith(cfg.region):
+            raise ConfigError(source, "network.azs", f"expected zones of {cfg.region}, got {az!r}")
+    start, _, end = cfg.karpenter.market_hours_utc.partition("-")
+    if start == end:
+        raise ConfigError(source, "karpenter.marketHoursUtc", "expected a window with different start and end")
+    if cfg.clickhouse.keeper_replicas % 2 == 0:
+        raise ConfigError(source, "clickhouse.keeperReplicas", "expected an odd number (a Raft quorum)")
+    if cfg.clickhouse.replicas > len(cfg.network.azs):
+        raise ConfigError(source, "clickhouse.replicas", f"expected at most one replica per zone "
+                          f"({len(cfg.network.azs)}), got {cfg.clickhouse.replicas}")
+    if int(cfg.kafka.broker_memory[:-2]) * (1024 if cfg.kafka.broker_memory.endswith("Gi") else 1) < 2048:
+        raise ConfigError(source, "kafka.brokerMemory", f"expected at least 2Gi, got {cfg.kafka.broker_memory}")
+    if cfg.kafka.replication_factor > 1 and cfg.kafka.min_insync_replicas >= cfg.kafka.replication_factor:
+        raise ConfigError(source, "kafka.minInsyncReplicas",
+                          f"expected less than kafka.replicationFactor ({cfg.kafka.replication_factor}): "
+                          "losing one broker must not stop producers")
+    arm = {t for t in cfg.cluster.system_nodes.instance_types if re.match(r"^[a-z]+\d+g", t)}
+    if arm and arm != set(cfg.cluster.system_nodes.instance_types):
+        raise ConfigError(source, "cluster.systemNodes.instanceTypes",
+                          "expected one architecture (all Graviton or all x86): one AMI serves the group")
     nodes = cfg.cluster.system_nodes
     at_most(nodes.min_size, nodes.desired_size, "cluster.systemNodes.minSize", "cluster.systemNodes.desiredSize")
     at_most(nodes.desired_size, nodes.max_size, "cluster.systemNodes.desiredSize", "cluster.systemNodes.maxSize")
@@ -329,8 +361,10 @@ def _consistency(cfg: PlatformConfig, source: str) -> None:
                 raise ConfigError(source, key, f"expected at least {minimum} in prod, got {value}")
         if cfg.network.nat_gateways != "per-az":
             raise ConfigError(source, "network.natGateways", "expected per-az in prod (a NAT per zone)")
-        if cfg.cluster.public_endpoint:
-            raise ConfigError(source, "cluster.publicEndpoint", "expected false in prod (private API endpoint)")
+        if cfg.cluster.public_endpoint and (not cfg.cluster.public_access_cidrs
+                                            or "0.0.0.0/0" in cfg.cluster.public_access_cidrs):
+            raise ConfigError(source, "cluster.publicAccessCidrs",
+                              "expected the deployer's CIDRs (not 0.0.0.0/0) when prod's API endpoint is public")
 
 
 def from_values(values: dict[str, Any], source: str = "stack config") -> PlatformConfig:

@@ -66,6 +66,20 @@ def zone_anti_affinity(match_labels: dict[str, str]) -> dict[str, Any]:
         {"topologyKey": ZONE, "labelSelector": {"matchLabels": match_labels}}]}}
 
 
+def secret_value(secret: Any, key: str) -> pulumi.Output[str]:
+    """A key of a k8s Secret as it is in the cluster: the API server folds `stringData` into base64 `data`,
+    and the live object (what pulumi reads back) has only `data`; pulumi's mocks echo `stringData`.
+    Reading back (not re-using the input) matters for a password generated once and then kept."""
+    import base64
+
+    def pick(data: Any, string_data: Any) -> str:
+        if data and key in data:
+            return base64.b64decode(data[key]).decode()
+        return str((string_data or {}).get(key, ""))
+
+    return pulumi.Output.secret(pulumi.Output.all(secret.data, secret.string_data).apply(lambda v: pick(*v)))
+
+
 def child(parent: pulumi.Resource, provider: pulumi.ProviderResource | None = None,
           depends_on: list[pulumi.Resource] | None = None) -> pulumi.ResourceOptions:
     """Options for a resource inside a component: parented (so the graph shows the component) and on

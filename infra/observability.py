@@ -106,8 +106,9 @@ def alertmanager_config(cfg: PlatformConfig) -> dict[str, Any]:
             "routes": [
                 # The always-firing heartbeat of kube-prometheus-stack: for a dead man's switch, not people.
                 {"matchers": ['alertname = "Watchdog"'], "receiver": "null"},
-                {"matchers": ['severity = "page"'], "receiver": pager, "repeat_interval": "1h"},
-                {"matchers": ['severity = "ticket"'], "receiver": TICKET_RECEIVER, "repeat_interval": "12h"},
+                # The SLO engine's severities, and the chart's own rules' (disks filling, targets down).
+                {"matchers": ['severity =~ "page|critical"'], "receiver": pager, "repeat_interval": "1h"},
+                {"matchers": ['severity =~ "ticket|warning"'], "receiver": TICKET_RECEIVER, "repeat_interval": "12h"},
             ],
         },
         # A page already covers its SLO: no ticket for the same burn on top of it.
@@ -170,7 +171,9 @@ def stack_values(cfg: PlatformConfig) -> dict[str, Any]:
             # The OpenTelemetry Collector writes OTLP metrics here.
             "enableRemoteWriteReceiver": True,
             "externalLabels": {"cluster": f"openbell-{cfg.environment}"},
-        }},
+        },
+            # Two replicas in prod: a node drain takes one at a time.
+            "podDisruptionBudget": {"enabled": prod, "maxUnavailable": 1}},
         "alertmanager": {
             "alertmanagerSpec": {
                 "replicas": 3 if prod else 1,  # a gossip cluster: two may restart without losing silences
@@ -183,11 +186,13 @@ def stack_values(cfg: PlatformConfig) -> dict[str, Any]:
                 "podAntiAffinity": "hard" if prod else "soft",
                 "podAntiAffinityTopologyKey": kube.ZONE,
             },
+            "podDisruptionBudget": {"enabled": prod, "maxUnavailable": 1},
             "config": alertmanager_config(cfg),
             "templateFiles": {"openbell.tmpl": ALERT_TEMPLATES},
         },
         "prometheusOperator": {"nodeSelector": SYSTEM_PLACEMENT, "resources": _resources("200m", "512Mi")},
-        "kube-state-metrics": {"nodeSelector": SYSTEM_PLACEMENT},
+        "kube-state-metrics": {"nodeSelector": SYSTEM_PLACEMENT, "resources": _resources("100m", "256Mi")},
+        "prometheus-node-exporter": {"resources": _resources("50m", "64Mi")},
         "grafana": {
             "nodeSelector": MONITORING_PLACEMENT,
             "resources": _resources("250m", "512Mi"),

@@ -15,6 +15,7 @@ from typing import Any
 from infra.config import PlatformConfig
 
 PROJECT = "openbell"
+_SECRET_SIG = "4dabf18193072939515e22adb298388d"  # how pulumi's RPC layer marks a secret value
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,16 @@ def _computed(type_: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         out.setdefault("bucket", inputs.get("bucket") or name)
     elif type_ == "aws:kms/key:Key":
         out["keyId"] = f"key-{name}"
+    elif type_ == "kubernetes:core/v1:Secret" and inputs.get("stringData"):
+        # The API server folds stringData into base64 data: the live object has only data.
+        import base64
+
+        raw = inputs["stringData"]
+        secret = isinstance(raw, dict) and _SECRET_SIG in raw
+        plain = raw["value"] if secret else raw
+        if isinstance(plain, dict) and all(isinstance(v, str) for v in plain.values()):
+            data = {k: base64.b64encode(v.encode()).decode() for k, v in plain.items()}
+            out["data"] = {_SECRET_SIG: "1b47061264138c4ac30d75fd1eb44270", "value": data} if secret else data
     return out
 
 

@@ -232,8 +232,11 @@ class Postgres(pulumi.ComponentResource):
                     "crds": {"enabled": True, "keep": True},
                     "replicaCount": operator_replicas,
                     "resources": resources("50m", "256Mi"),
+                    # Replicated (prod): a node drain must leave one running.
+                    "podDisruptionBudget": {"enabled": operator_replicas > 1, "maxUnavailable": 1},
                     **system_placement(),
                     "webhook": {"replicaCount": operator_replicas, "resources": resources("50m", "128Mi"),
+                                "podDisruptionBudget": {"enabled": operator_replicas > 1, "maxUnavailable": 1},
                                 **system_placement()},
                     "cainjector": {"resources": resources("50m", "256Mi"), **system_placement()},
                     "startupapicheck": {"resources": resources("50m", "128Mi"), **system_placement()},
@@ -371,8 +374,7 @@ class Postgres(pulumi.ComponentResource):
                 kube.child(self, provider=provider, depends_on=[namespaces[NAMESPACE]]),
                 pulumi.ResourceOptions(additional_secret_outputs=["data", "stringData"],
                                        ignore_changes=[] if configured is not None else ["stringData", "data"])))
-        self.owner_password = pulumi.Output.secret(
-            owner.string_data.apply(lambda data: (data or {}).get("password", "")))
+        self.owner_password = kube.secret_value(owner, "password")
         spec = self._cluster_spec(cfg, store_name=f"{CLUSTER}-s3")
         spec["bootstrap"]["initdb"]["secret"] = {"name": self.owner_secret}
         self.cluster = k8s.apiextensions.CustomResource(

@@ -63,7 +63,7 @@ def plain(value: Any) -> Any:
 def environment(config: Mapping[str, Any], urn: str) -> str:
     """The pack's `environment` config, else the stack being previewed (PULUMI_STACK, which the engine sets
     for analyzers, or the stack in urn:pulumi:<stack>::<project>::...)."""
-    configured = config.get("environment")
+    configured = config.get("environment") or os.environ.get("OPENBELL_ENVIRONMENT")
     if isinstance(configured, str) and configured:
         return configured
     if os.environ.get("PULUMI_STACK"):

@@ -125,6 +125,23 @@ def test_preview_without_aws_credentials_exits_3(tmp_path: Path) -> None:
     assert "no AWS credentials" in line
 
 
+def test_preview_without_the_aws_cli_exits_3(tmp_path: Path) -> None:
+    env = bare_env(tmp_path, AWS_PROFILE="ci")
+    fake = tmp_path / "bin" / "pulumi"
+    fake.write_text("#!/bin/sh\necho 'pulumi should not run' >&2\nexit 99\n")
+    fake.chmod(0o755)
+    proc = openbell("infra", "preview", "--stack", "dev", env=env)
+    assert proc.returncode == 3
+    (line,) = proc.stderr.strip().splitlines()
+    assert "the aws CLI is not on PATH" in line
+
+
+def test_deploying_refuses_a_stack_file_it_would_not_deploy(tmp_path: Path) -> None:
+    proc = openbell("infra", "preview", "--stack", "dev", "--stack-file", "stacks/Pulumi.dev.yaml",
+                    env=bare_env(tmp_path))
+    assert proc.returncode == 2 and "only with `infra plan --offline`" in proc.stderr
+
+
 FAKE_PULUMI = """#!/bin/sh
 # Stands in for the pulumi CLI: answers `version` (the Automation API asks first), fails everything else.
 if [ "$1" = "version" ]; then echo "v3.272.0"; exit 0; fi
@@ -144,6 +161,9 @@ def test_automation_api_failures_are_one_line(tmp_path: Path, error: str, code: 
     env["PATH"] = f"{tmp_path / 'bin'}:/usr/bin:/bin"
     fake.write_text(FAKE_PULUMI)
     fake.chmod(0o755)
+    aws = tmp_path / "bin" / "aws"  # present, never run: the fake pulumi fails before any token is needed
+    aws.write_text("#!/bin/sh\nexit 99\n")
+    aws.chmod(0o755)
     proc = openbell("infra", "preview", "--stack", "dev", env=env)
     assert proc.returncode == code, proc.stderr
     (line,) = proc.stderr.strip().splitlines()

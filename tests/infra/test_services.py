@@ -318,8 +318,8 @@ def test_alertmanager_routes_by_severity_with_runbook_links(stack: Run) -> None:
     assert prometheus["replicas"] == (2 if stack.cfg.prod else 1)
     am = kps["values"]["alertmanager"]
     routes = {r["matchers"][0]: r["receiver"] for r in am["config"]["route"]["routes"]}
-    assert routes['severity = "page"'] == stack.cfg.observability.pager_receiver
-    assert routes['severity = "ticket"'] == observability.TICKET_RECEIVER
+    assert routes['severity =~ "page|critical"'] == stack.cfg.observability.pager_receiver
+    assert routes['severity =~ "ticket|warning"'] == observability.TICKET_RECEIVER
     receivers = {r["name"]: r for r in am["config"]["receivers"]}
     assert set(routes.values()) <= set(receivers)
     pager = receivers[stack.cfg.observability.pager_receiver]["pagerduty_configs"][0]

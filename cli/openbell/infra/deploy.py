@@ -68,6 +68,10 @@ def check_tools(stack: str) -> None:
         raise UnreachableError("no AWS credentials: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and "
                                "AWS_SECRET_ACCESS_KEY), use web or pod identity, or configure ~/.aws; or run "
                                f"`openbell infra plan --stack {stack} --offline`")
+    if shutil.which("aws") is None:
+        # The cluster's kubeconfig authenticates with `aws eks get-token`: without it every Kubernetes
+        # call of the run would fail half way through.
+        raise UnreachableError("the aws CLI is not on PATH (the kubeconfig runs `aws eks get-token`): install it")
 
 
 UNREACHABLE_HINTS = ("pulumi login", "PULUMI_ACCESS_TOKEN", "NoCredentialProviders", "no valid credential",
@@ -84,7 +88,14 @@ def _last_line(text: str) -> str:
 
 def run(operation: Operation, root: Path, stack: str, stack_path: Path | None = None) -> Outcome:
     """Validate, check the tools, then preview/up/destroy `stack` with progress streamed to stderr."""
-    load_config(root, stack, stack_path)
+    if stack_path is not None:
+        from openbell.errors import UsageError
+
+        # The Automation API deploys stacks/Pulumi.<stack>.yaml: checking another file would check
+        # something other than what gets deployed.
+        raise UsageError("--stack-file: only with `infra plan --offline`; preview/up/destroy use "
+                         f"stacks/Pulumi.{stack}.yaml")
+    cfg = load_config(root, stack, stack_path)
     check_tools(stack)
     importable(root)
     from pulumi import automation as auto
@@ -94,7 +105,11 @@ def run(operation: Operation, root: Path, stack: str, stack_path: Path | None = 
 
     policies = [str(root / "infra" / "policies")]
     try:
-        workspace_stack = auto.create_or_select_stack(stack_name=stack, work_dir=str(root))
+        # The policy pack runs under the pulumi CLI: it judges the stack's configured environment (the
+        # 3-zone rule is prod's), whatever the stack is called - as the offline plan does.
+        workspace_stack = auto.create_or_select_stack(
+            stack_name=stack, work_dir=str(root),
+            opts=auto.LocalWorkspaceOptions(env_vars={"OPENBELL_ENVIRONMENT": cfg.environment}))
         if operation == "preview":
             preview = workspace_stack.preview(on_output=progress, policy_packs=policies)
             summary: dict[str, Any] = {str(k): v for k, v in preview.change_summary.items()}
