@@ -29,6 +29,7 @@ import pulumi_kubernetes as k8s
 from infra import kube
 from infra.cluster import DEFAULT_STORAGE_CLASS
 from infra.config import PlatformConfig
+from infra.kube import resources, system_placement
 
 NAMESPACE = kube.NAMESPACES["clickhouse"]
 INSTALLATION = "openbell"  # services: clickhouse-<name> (servers), keeper-<name> (keeper)
@@ -60,16 +61,6 @@ class ClickHouseCluster(Protocol):
 
     @property
     def provider(self) -> pulumi.ProviderResource: ...
-
-
-def resources(cpu: str, memory: str) -> dict[str, Any]:
-    """Requests for scheduling, and a memory limit equal to the request (no overcommit on data nodes)."""
-    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory}}
-
-
-def system_placement() -> dict[str, Any]:
-    """Operators run on the managed system node group (label openbell.dev/pool=system), not on data nodes."""
-    return {"nodeSelector": {kube.POOL_LABEL: "system"}}
 
 
 def server_labels() -> dict[str, str]:

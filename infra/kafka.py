@@ -23,6 +23,7 @@ import yaml
 from infra import kube
 from infra.cluster import DEFAULT_STORAGE_CLASS
 from infra.config import PlatformConfig
+from infra.kube import mebibytes, resources, system_placement
 
 NAMESPACE = kube.NAMESPACES["kafka"]
 CLUSTER = "openbell"  # the Kafka CR's name: services are <cluster>-kafka-bootstrap, pods <cluster>-<pool>-N
@@ -116,28 +117,9 @@ class KafkaCluster(Protocol):
     def provider(self) -> pulumi.ProviderResource: ...
 
 
-def mebibytes(quantity: str) -> int:
-    """A Kubernetes memory quantity as the config allows it ("512Mi", "32Gi") in MiB."""
-    if quantity.endswith("Gi"):
-        return int(quantity[:-2]) * 1024
-    if quantity.endswith("Mi"):
-        return int(quantity[:-2])
-    raise ValueError(f"expected a quantity in Mi or Gi, got {quantity!r}")
-
-
 def broker_heap(memory: str) -> str:
     """Half the pod's memory, at most MAX_HEAP_MI: Kafka serves reads from the page cache, not the heap."""
     return f"{min(MAX_HEAP_MI, mebibytes(memory) // 2)}m"
-
-
-def resources(cpu: str, memory: str) -> dict[str, Any]:
-    """Requests for scheduling, and a memory limit equal to the request (no overcommit on data nodes)."""
-    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory}}
-
-
-def system_placement() -> dict[str, Any]:
-    """Operators run on the managed system node group (label openbell.dev/pool=system), not on data nodes."""
-    return {"nodeSelector": {kube.POOL_LABEL: "system"}}
 
 
 def strimzi_pod_template(match_labels: dict[str, str]) -> dict[str, Any]:

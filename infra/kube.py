@@ -36,6 +36,25 @@ def labels(component: str, part: str | None = None, **extra: str) -> dict[str, s
     return out
 
 
+def resources(cpu: str, memory: str) -> dict[str, Any]:
+    """Requests for scheduling, and a memory limit equal to the request (no overcommit on data nodes)."""
+    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory}}
+
+
+def system_placement() -> dict[str, Any]:
+    """Operators run on the managed system node group (label openbell.dev/pool=system), not on data nodes."""
+    return {"nodeSelector": {POOL_LABEL: "system"}}
+
+
+def mebibytes(quantity: str) -> int:
+    """A Kubernetes memory quantity as the config allows it ("512Mi", "32Gi") in MiB."""
+    if quantity.endswith("Gi"):
+        return int(quantity[:-2]) * 1024
+    if quantity.endswith("Mi"):
+        return int(quantity[:-2])
+    raise ValueError(f"expected a quantity in Mi or Gi, got {quantity!r}")
+
+
 def data_placement() -> dict[str, Any]:
     """Pod spec fields that put a data-tier pod on the data pool: on-demand nodes only, taint tolerated."""
     return {

@@ -27,6 +27,7 @@ import pulumi_kubernetes as k8s
 from infra import kube
 from infra.cluster import DEFAULT_STORAGE_CLASS
 from infra.config import PlatformConfig
+from infra.kube import mebibytes, resources, system_placement
 
 NAMESPACE = kube.NAMESPACES["postgres"]
 OPERATOR_NAMESPACE = "cnpg-system"  # the Barman Cloud plugin must run in the operator's namespace
@@ -75,25 +76,6 @@ class PostgresCluster(Protocol):
 
     def pod_identity_role(self, name: str, namespace: str, service_account: str,
                           policy_json: pulumi.Input[str], *, parent: pulumi.Resource | None = None) -> aws.iam.Role: ...
-
-
-def mebibytes(quantity: str) -> int:
-    """A Kubernetes memory quantity as the config allows it ("512Mi", "16Gi") in MiB."""
-    if quantity.endswith("Gi"):
-        return int(quantity[:-2]) * 1024
-    if quantity.endswith("Mi"):
-        return int(quantity[:-2])
-    raise ValueError(f"expected a quantity in Mi or Gi, got {quantity!r}")
-
-
-def resources(cpu: str, memory: str) -> dict[str, Any]:
-    """Requests for scheduling, and a memory limit equal to the request (no overcommit on data nodes)."""
-    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory}}
-
-
-def system_placement() -> dict[str, Any]:
-    """Operators run on the managed system node group (label openbell.dev/pool=system), not on data nodes."""
-    return {"nodeSelector": {kube.POOL_LABEL: "system"}}
 
 
 def image_name(major: str) -> str:

@@ -311,6 +311,17 @@ def resume(
     _report(rollout, out, controller.last, junit)
 
 
+def _operator_command(ctx: typer.Context, service: str, target: str, home: Path | None, namespace: str,
+                      kube_context: str | None, prometheus: str | None, output: Output | None, command: str) -> None:
+    out = resolve(ctx, output)
+    screen = _Screen(enabled=out is Output.text)
+    tgt = _target(service, target, home, namespace, kube_context, prometheus, screen.say)
+    controller = _controller(tgt, screen, None)
+    tgt.check()
+    rollout = controller.abort() if command == "abort" else controller.promote()
+    _report(rollout, out, controller.last, None)
+
+
 @app.command()
 def abort(
     ctx: typer.Context,
@@ -323,13 +334,7 @@ def abort(
     output: Output | None = OUTPUT_OPTION,
 ) -> None:
     """Roll back now (through the running controller if there is one). Exit 1: the rollout did not promote."""
-    out = resolve(ctx, output)
-    screen = _Screen(enabled=out is Output.text)
-    tgt = _target(service, target, home, namespace, kube_context, prometheus, screen.say)
-    controller = _controller(tgt, screen, None)
-    tgt.check()
-    rollout = controller.abort()
-    _report(rollout, out, controller.last, None)
+    _operator_command(ctx, service, target, home, namespace, kube_context, prometheus, output, "abort")
 
 
 @app.command()
@@ -344,13 +349,7 @@ def promote(
     output: Output | None = OUTPUT_OPTION,
 ) -> None:
     """Skip the remaining holds and promote the canary now (through the running controller if there is one)."""
-    out = resolve(ctx, output)
-    screen = _Screen(enabled=out is Output.text)
-    tgt = _target(service, target, home, namespace, kube_context, prometheus, screen.say)
-    controller = _controller(tgt, screen, None)
-    tgt.check()
-    rollout = controller.promote()
-    _report(rollout, out, controller.last, None)
+    _operator_command(ctx, service, target, home, namespace, kube_context, prometheus, output, "promote")
 
 
 @app.command()
