@@ -71,8 +71,11 @@ def gateway_placement() -> dict[str, Any]:
 def zone_spread(match_labels: dict[str, str], max_skew: int = 1, hard: bool = True) -> list[dict[str, Any]]:
     """Spread evenly over zones (hard by default) and, softly, over nodes."""
     return [
+        # Honor taints: a cordoned or tainted zone (a zone-loss drill, a data node) is not counted, so a
+        # hard spread does not leave replacement pods Pending while one zone is out.
         {"maxSkew": max_skew, "topologyKey": ZONE,
          "whenUnsatisfiable": "DoNotSchedule" if hard else "ScheduleAnyway",
+         "nodeTaintsPolicy": "Honor",
          "labelSelector": {"matchLabels": match_labels}},
         {"maxSkew": 1, "topologyKey": HOST, "whenUnsatisfiable": "ScheduleAnyway",
          "labelSelector": {"matchLabels": match_labels}},

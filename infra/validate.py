@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 K8S_DEFINITIONS = "https://kubernetes.io/api/_definitions.json"
 
 CRD_SCHEMAS: dict[tuple[str, str], Path] = {
+    ("chaos-mesh.org/v1alpha1", "NetworkChaos"): SCHEMA_DIR / "chaosmesh-networkchaos-v1alpha1.json",
     ("kafka.strimzi.io/v1beta2", "Kafka"): SCHEMA_DIR / "strimzi-kafka-v1beta2.json",
     ("kafka.strimzi.io/v1beta2", "KafkaNodePool"): SCHEMA_DIR / "strimzi-kafkanodepool-v1beta2.json",
     ("kafka.strimzi.io/v1beta2", "KafkaTopic"): SCHEMA_DIR / "strimzi-kafkatopic-v1beta2.json",
