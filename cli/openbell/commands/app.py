@@ -7,7 +7,7 @@ import sys
 import typer
 
 from openbell import __version__
-from openbell.commands import canary, infra, load, runbook, sandbox, slo
+from openbell.commands import canary, chaos, infra, load, runbook, sandbox, slo
 from openbell.commands.output import Output, Settings
 from openbell.errors import OpenbellError
 
@@ -26,6 +26,7 @@ app.add_typer(sandbox.app, name="sandbox")
 app.add_typer(load.app, name="load")
 app.add_typer(canary.app, name="canary")
 app.add_typer(infra.app, name="infra")
+app.add_typer(chaos.app, name="chaos")
 
 
 def _version(value: bool) -> None:
