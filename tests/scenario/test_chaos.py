@@ -225,6 +225,25 @@ def test_enricher_stall_builds_lag_and_it_recovers(sandbox: Sandbox, traffic: Tr
     assert sandbox.status()["state"] == "up"
 
 
+def test_a_partition_between_gateways_and_kafka_keeps_traders_and_heals_without_restart(
+        sandbox: Sandbox, traffic: Traffic) -> None:
+    before = {name: sandbox.pid(name) for name in ("gateway-1", "gateway-2")}
+    code, data, stderr = chaos(sandbox, "gateway-kafka-partition")
+    assert code == 0, (stderr[-2000:], data.get("verdict"))
+    assert output_of(data, "method", "gateways-still-healthy-while-cut-off")["ok"]
+    resumed = output_of(data, "method", "gateways-resume-consuming")
+    assert resumed["ok"] and all(n >= 50 for n in resumed["records"].values())
+    # Resumed by themselves: the same processes, not restarted ones.
+    assert {name: sandbox.pid(name) for name in before} == before
+
+
+def test_latency_between_gateways_and_kafka_slows_nothing_down_to_a_stop(sandbox: Sandbox, traffic: Traffic) -> None:
+    code, data, stderr = chaos(sandbox, "gateway-kafka-latency")
+    assert code == 0, (stderr[-2000:], data.get("verdict"))
+    assert output_of(data, "method", "add-40ms-latency")["latency_ms"] == 40
+    assert output_of(data, "method", "gateways-keep-consuming-under-latency")["ok"]
+
+
 def test_the_harsh_variant_trips_the_safeguard_and_the_rollbacks_restore_a_healthy_sandbox(
         sandbox: Sandbox, traffic: Traffic) -> None:
     code, data, stderr = chaos(sandbox, "gateway-all-replicas-loss")

@@ -24,7 +24,7 @@ from openbell.errors import SpecError, UsageError
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENTS = ROOT / "experiments"
 SANDBOX_EXPERIMENTS = {"gateway-replica-loss", "gateway-all-replicas-loss", "kafka-broker-loss",
-                       "postgres-primary-loss", "enricher-stall"}
+                       "postgres-primary-loss", "enricher-stall", "gateway-kafka-latency", "gateway-kafka-partition"}
 
 
 # --- journals as chaostoolkit writes them ------------------------------------------------------------------

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from openbell.sandbox.layout import Layout
     from openbell.sandbox.processes import ProcessRecord
 
-__all__ = ["heal", "kill", "kill_all_gateways", "restart", "resume", "stop", "submit_orders"]
+__all__ = ["heal", "kill", "kill_all_gateways", "network_fault", "network_heal", "restart", "resume", "stop",
+           "submit_orders"]
 
 
 class ActionError(OpenbellError):
@@ -98,11 +99,44 @@ def restart(component: str, home: str | None = None, timeout_s: float = 120.0) -
             "at": round(time.time(), 3)}
 
 
+def network_fault(latency_ms: int = 0, partition: bool = False, home: str | None = None) -> dict[str, Any]:
+    """Between the gateways and Kafka (the sandbox's fault proxy, `kafka-proxy`): hold every chunk back
+    `latency_ms`, or cut the link (open connections closed, new ones refused) until `network_heal`."""
+    import httpx
+
+    ctx = _context(home)
+    url = f"http://127.0.0.1:{ctx.port('kafka-proxy-admin')}/v1/fault"
+    try:
+        answer = httpx.put(url, json={"latency_ms": int(latency_ms), "partition": bool(partition)}, timeout=5.0)
+        answer.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise ActionError(f"kafka-proxy: {url}: {exc}") from exc
+    return dict(answer.json()) | {"at": round(time.time(), 3)}
+
+
+def network_heal(home: str | None = None) -> dict[str, Any]:
+    """No latency, no partition between the gateways and Kafka (idempotent; a proxy that is not running
+    has no fault to heal: `heal` restarts it clean)."""
+    import httpx
+
+    ctx = _context(home)
+    url = f"http://127.0.0.1:{ctx.port('kafka-proxy-admin')}/v1/fault"
+    try:
+        answer = httpx.delete(url, timeout=5.0)
+        answer.raise_for_status()
+    except httpx.HTTPError as exc:
+        return {"healed": False, "reason": f"kafka-proxy: {exc}", "at": round(time.time(), 3)}
+    return {"healed": True, **dict(answer.json()), "at": round(time.time(), 3)}
+
+
 def heal(home: str | None = None, timeout_s: float = 180.0) -> dict[str, Any]:
-    """`sandbox up` semantics for the whole platform: resume whatever is frozen, start whatever is not
-    running, return once every component is healthy. The rollback every sandbox experiment ends with."""
+    """`sandbox up` semantics for the whole platform: resume whatever is frozen, lift any network fault,
+    start whatever is not running, return once every component is healthy. The rollback every sandbox
+    experiment ends with."""
     lay = target.layout(home)
     resumed = resume("all", home)["resumed"]
+    with contextlib.suppress(OpenbellError):
+        network_heal(home)
     started = time.monotonic()
     status = _up(lay, timeout_s)
     return {"resumed": resumed, "state": status, "up_s": round(time.monotonic() - started, 3),

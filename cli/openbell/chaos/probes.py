@@ -197,6 +197,44 @@ def component_healthy(component: str = "all", home: str | None = None, within_s:
         time.sleep(0.5)
 
 
+def gateways_consuming(home: str | None = None, within_s: float = 20.0, records: int = 50,
+                       require: bool = False) -> dict[str, Any]:
+    """Whether every stable gateway consumes from Kafka: each one's records counter grows by at least
+    `records` within `within_s` (under latency; after a partition heals, without a restart). With `require`
+    a gateway that does not is an error, so the probe can assert inside an experiment's method."""
+    import httpx
+
+    from openbell.sandbox import supervisor
+
+    ctx = supervisor.context(target.layout(home))
+
+    def counts() -> dict[str, float]:
+        out: dict[str, float] = {}
+        for name in ctx.stable_gateways():
+            try:
+                text = httpx.get(f"http://127.0.0.1:{ctx.port(name)}/metrics", timeout=2.0).text
+            except httpx.HTTPError:
+                continue
+            for line in text.splitlines():
+                if line.startswith("gateway_kafka_records_total"):
+                    out[name] = float(line.rsplit(" ", 1)[-1])
+        return out
+
+    first = counts()
+    started = time.monotonic()
+    grown: dict[str, float] = {}
+    while time.monotonic() - started < within_s:
+        time.sleep(1.0)
+        now = counts()
+        grown = {name: now.get(name, 0.0) - first.get(name, 0.0) for name in ctx.stable_gateways()}
+        if all(g >= records for g in grown.values()):
+            break
+    consuming = bool(grown) and all(g >= records for g in grown.values())
+    if require and not consuming:
+        raise ProbeFailed(f"gateways not consuming from Kafka within {within_s:g}s: records {grown}")
+    return {"ok": consuming, "records": grown, "waited_s": round(time.monotonic() - started, 3)}
+
+
 # --- Kafka -------------------------------------------------------------------------------------------------
 
 

@@ -45,6 +45,11 @@ class Context:
     def kafka_bootstrap(self) -> str:
         return f"127.0.0.1:{self.port('kafka')}"
 
+    @property
+    def kafka_edge_bootstrap(self) -> str:
+        """Where the gateways reach Kafka: through the fault proxy (sandbox/netfault.py)."""
+        return f"127.0.0.1:{self.port('kafka-proxy')}"
+
     def pg_dsn(self, database: str = LEDGER_DB) -> str:
         return f"postgresql://{PG_USER}@127.0.0.1:{self.port('postgres')}/{database}"
 
@@ -104,7 +109,7 @@ class Kafka(Component):
     stop_timeout_s = 30.0
 
     def port_keys(self) -> list[str]:
-        return ["kafka", "kafka-controller", "kafka-metrics"]
+        return ["kafka", "kafka-controller", "kafka-metrics", "kafka-edge"]
 
     def preflight(self) -> None:
         layout.java()
@@ -117,7 +122,8 @@ class Kafka(Component):
         cfg = ctx.layout.config
         (cfg / "kafka.properties").write_text(
             configs.kafka_properties(ctx.port("kafka"), ctx.port("kafka-controller"), self._dir(ctx),
-                                     partitions=TOPICS["ticks"]))
+                                     partitions=TOPICS["ticks"], edge_port=ctx.port("kafka-edge"),
+                                     edge_advertised_port=ctx.port("kafka-proxy")))
         (cfg / "kafka-log4j2.xml").write_text(configs.LOG4J2_SERVER)
         (cfg / "kafka-tools-log4j2.xml").write_text(configs.LOG4J2_TOOLS)
         (cfg / "kafka-jmx.yaml").write_text(configs.JMX_EXPORTER)
@@ -253,6 +259,28 @@ class PostgresExporter(Component):
         return probes.metrics_endpoint(ctx.port(self.name))
 
 
+class KafkaProxy(Component):
+    """The network between the gateways and Kafka: a TCP proxy whose latency or partition a chaos
+    experiment sets at runtime (sandbox/netfault.py). It starts with Kafka's stage, before the gateways."""
+
+    name = "kafka-proxy"
+
+    def port_keys(self) -> list[str]:
+        return ["kafka-proxy", "kafka-proxy-admin"]
+
+    def preflight(self) -> None:
+        if not _importable("aiohttp"):
+            raise UnreachableError("kafka-proxy: Python module aiohttp missing; run `make setup`")
+
+    def argv(self, ctx: Context) -> list[str]:
+        return [sys.executable, "-m", "openbell.sandbox.netfault", "--listen", self.address(ctx),
+                "--upstream", f"127.0.0.1:{ctx.port('kafka-edge')}",
+                "--admin", f"127.0.0.1:{ctx.port('kafka-proxy-admin')}"]
+
+    def probe(self, ctx: Context) -> Health:
+        return probes.http_ready(ctx.port("kafka-proxy-admin"), path="/healthz", version_path=None)
+
+
 class PythonService(Component):
     """One of the platform's Python services: `python -m services.<name>` with the common flags."""
 
@@ -322,7 +350,7 @@ class Gateway(Component):
         layout.gateway_binary()
 
     def argv(self, ctx: Context) -> list[str]:
-        argv = [str(layout.gateway_binary()), "--listen", self.address(ctx), "--kafka", ctx.kafka_bootstrap,
+        argv = [str(layout.gateway_binary()), "--listen", self.address(ctx), "--kafka", ctx.kafka_edge_bootstrap,
                 "--topic", "enriched", "--version", self.version, "--replica", self.replica]
         for flag, value in sorted(self.faults.items()):
             argv += [f"--fault-{flag.replace('_', '-')}", value]
@@ -435,6 +463,7 @@ def platform(ctx: Context) -> list[Component]:
     return [
         Postgres(),
         Kafka(),
+        KafkaProxy(),
         HAProxy(),
         Prometheus(),
         PostgresExporter(),

@@ -8,16 +8,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-def kafka_properties(port: int, controller_port: int, log_dir: Path, partitions: int = 6) -> str:
-    """A single-node KRaft broker+controller, tuned to start fast and restart fast on a small machine."""
+def kafka_properties(port: int, controller_port: int, log_dir: Path, partitions: int = 6,
+                     edge_port: int | None = None, edge_advertised_port: int | None = None) -> str:
+    """A single-node KRaft broker+controller, tuned to start fast and restart fast on a small machine.
+
+    With `edge_port`, a second listener (EDGE) for the gateways, advertised at `edge_advertised_port`: the
+    fault proxy's port, so every byte between a gateway and the broker crosses the proxy."""
+    listeners = f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}"
+    advertised = f"PLAINTEXT://127.0.0.1:{port}"
+    protocols = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+    if edge_port is not None:
+        listeners += f",EDGE://127.0.0.1:{edge_port}"
+        advertised += f",EDGE://127.0.0.1:{edge_advertised_port or edge_port}"
+        protocols += ",EDGE:PLAINTEXT"
     return "\n".join([
         "process.roles=broker,controller",
         "node.id=1",
-        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+        f"listeners={listeners}",
+        f"advertised.listeners={advertised}",
         "controller.listener.names=CONTROLLER",
         "inter.broker.listener.name=PLAINTEXT",
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        f"listener.security.protocol.map={protocols}",
         f"controller.quorum.bootstrap.servers=127.0.0.1:{controller_port}",
         f"log.dirs={log_dir}",
         f"num.partitions={partitions}",
