@@ -7,23 +7,13 @@ pulumi or pulumi_policy.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from infra.policies.rules import RULES, Context, Resource, Rule, Violation, evaluate
+from infra.validate import Resource as Recorded  # what infra.offline.Recorded offers
 from infra.validate import normalise
 
 __all__ = ["RULES", "Context", "Resource", "Rule", "Violation", "evaluate", "evaluate_recorded", "from_recorded"]
-
-
-class Recorded(Protocol):
-    """What infra.offline.Recorded offers."""
-
-    @property
-    def type(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def inputs(self) -> dict[str, Any]: ...
 
 
 MOCK_ID_SUFFIX = "-id"
