@@ -20,8 +20,8 @@ from tests.scenario.platform_client import Sandbox, Trader, openbell, percentile
 
 pytestmark = pytest.mark.sandbox
 
-COMPONENTS = {"postgres", "kafka", "haproxy", "prometheus", "postgres-exporter", "feed", "enricher", "ledger",
-              "gateway-1", "gateway-2"}
+COMPONENTS = {"postgres", "kafka", "kafka-proxy", "haproxy", "prometheus", "postgres-exporter", "feed", "enricher",
+              "ledger", "gateway-1", "gateway-2"}
 
 
 def test_status_shows_every_component_healthy_with_pid_address_and_version(sandbox: Sandbox) -> None:
