@@ -227,14 +227,19 @@ def test_enricher_stall_builds_lag_and_it_recovers(sandbox: Sandbox, traffic: Tr
 
 def test_a_partition_between_gateways_and_kafka_keeps_traders_and_heals_without_restart(
         sandbox: Sandbox, traffic: Traffic) -> None:
-    before = {name: sandbox.pid(name) for name in ("gateway-1", "gateway-2")}
+    def pids() -> dict[str, int]:
+        # What the supervisor recorded (a restart would record a new pid), read from its state file.
+        processes = json.loads((sandbox.home / "sandbox.json").read_text())["processes"]
+        return {name: int(processes[name]["pid"]) for name in ("gateway-1", "gateway-2")}
+
+    before = pids()
     code, data, stderr = chaos(sandbox, "gateway-kafka-partition")
     assert code == 0, (stderr[-2000:], data.get("verdict"))
     assert output_of(data, "method", "gateways-still-healthy-while-cut-off")["ok"]
     resumed = output_of(data, "method", "gateways-resume-consuming")
     assert resumed["ok"] and all(n >= 50 for n in resumed["records"].values())
     # Resumed by themselves: the same processes, not restarted ones.
-    assert {name: sandbox.pid(name) for name in before} == before
+    assert pids() == before
 
 
 def test_latency_between_gateways_and_kafka_slows_nothing_down_to_a_stop(sandbox: Sandbox, traffic: Traffic) -> None:
