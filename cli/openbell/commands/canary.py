@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from openbell.commands.output import OUTPUT_OPTION, Output, console, print_json, resolve
+from openbell.commands.output import OUTPUT_OPTION, Output, console, print_json, progress_lines, resolve
 from openbell.errors import SpecError, UsageError
 
 if TYPE_CHECKING:
@@ -268,7 +268,7 @@ def run(
     faults = parse_faults(fault)
     if faults and target != "sandbox":
         raise UsageError("--sandbox-fault: fault injection exists only on the sandbox target")
-    screen = _Screen(enabled=out is Output.text)
+    screen = _Screen(enabled=out is Output.text or progress_lines())
     tgt = _target(service, target, home, namespace, kube_context, prometheus, screen.say)
     slos = _slos(service, slo)
     tgt.check()
@@ -299,7 +299,7 @@ def resume(
     """Continue a rollout that stopped (crash, kill, or an interrupt without rollback) from where it was:
     a step's hold starts again; an unfinished promotion or rollback is carried out."""
     out = resolve(ctx, output)
-    screen = _Screen(enabled=out is Output.text)
+    screen = _Screen(enabled=out is Output.text or progress_lines())
     tgt = _target(service, target, home, namespace, kube_context, prometheus, screen.say)
     slos = _slos(service, slo)
     tgt.check()
@@ -314,7 +314,7 @@ def resume(
 def _operator_command(ctx: typer.Context, service: str, target: str, home: Path | None, namespace: str,
                       kube_context: str | None, prometheus: str | None, output: Output | None, command: str) -> None:
     out = resolve(ctx, output)
-    screen = _Screen(enabled=out is Output.text)
+    screen = _Screen(enabled=out is Output.text or progress_lines())
     tgt = _target(service, target, home, namespace, kube_context, prometheus, screen.say)
     controller = _controller(tgt, screen, None)
     tgt.check()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
-from openbell.commands.output import OUTPUT_OPTION, Output, console, print_json, resolve
+from openbell.commands.output import OUTPUT_OPTION, Output, console, print_json, progress_lines, resolve
 from openbell.errors import SpecError, UnreachableError, UsageError
 
 if TYPE_CHECKING:
@@ -207,6 +208,18 @@ def _run_with_status(found: Experiment, options: RunOptions, fmt: Output) -> Run
     from openbell.chaos.runner import run as run_experiment
 
     err = console(stderr=True)
+    if progress_lines():
+        seen: list[str] = []
+
+        def line(live: Live) -> None:
+            text = live.phase + (f": {live.activity}" if live.activity else "")
+            if live.safeguard:
+                text += f" | SAFEGUARD: {live.safeguard[:120]}"
+            if not seen or seen[-1] != text:
+                seen.append(text)
+                err.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {text}")
+
+        return run_experiment(found, options, line)
     if fmt is Output.json or not err.is_terminal:
         return run_experiment(found, options)
     with err.status(f"chaos {found.name}: starting") as status:

@@ -44,6 +44,14 @@ def console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
 
 
+def progress_lines() -> bool:
+    """$OPENBELL_PROGRESS_LINES: progress as plain lines on stderr even with --output json (what a gameday
+    reads from the tools it runs, to show their steps as they happen)."""
+    import os
+
+    return os.environ.get("OPENBELL_PROGRESS_LINES", "") not in ("", "0")
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 

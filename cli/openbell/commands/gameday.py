@@ -1,0 +1,324 @@
+"""`openbell gameday`: load, canary and chaos together on one schedule, gated on SLO burn, with one report."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from openbell.commands.output import OUTPUT_OPTION, Output, console, print_json, resolve
+from openbell.errors import SpecError, UnreachableError, UsageError
+
+if TYPE_CHECKING:
+    from openbell.gameday.events import Event
+    from openbell.gameday.plan import Plan
+    from openbell.gameday.runner import Gameday, PhaseRun, Where
+    from openbell.slo.model import SLO
+    from openbell.slo.verdict import Verdict
+
+DEFAULT_PLAN = Path("gamedays/opening-bell.yaml")
+WARMUP_S = 45.0
+
+
+def gameday(
+    ctx: typer.Context,
+    plan_path: Path = typer.Option(DEFAULT_PLAN, "--plan", "-p", help="The gameday plan (YAML)."),
+    target: str = typer.Option("sandbox", "--target", "-t", help="sandbox (brought up if needed) or kubernetes."),
+    report: Path | None = typer.Option(None, "--report", help="Report folder [build/gameday/<run id>]."),
+    junit: Path | None = typer.Option(None, "--junit", help="Also write the JUnit XML here (a case per phase)."),
+    canary_version: str | None = typer.Option(None, "--canary-version",
+                                              help="Override every canary phase's version (the release under test)."),
+    home: Path | None = typer.Option(None, "--home", help="Sandbox state directory [$OPENBELL_HOME or the default]."),
+    prometheus: str | None = typer.Option(None, "--prometheus", help="Prometheus URL (kubernetes; the sandbox's "
+                                          "own otherwise)."),
+    base_url: str | None = typer.Option(None, "--base-url", help="kubernetes: the platform's entry point for k6."),
+    kube_context: str | None = typer.Option(None, "--context", help="kubernetes: kubeconfig context [current]."),
+    namespace: str | None = typer.Option(None, "--namespace", help="kubernetes: namespace of the platform."),
+    output: Output | None = OUTPUT_OPTION,
+) -> None:
+    """Run a gameday: the plan's phases (load, canary, chaos, SLO status) on schedule, each gated, one verdict.
+
+    Exit 0 every phase passed and the SLO gate held; 1 a phase or the gate failed (what was running was
+    stopped and rolled back; the report says why); 2 bad plan or arguments (nothing was started); 3 the
+    target, Prometheus or a tool unreachable; 130 interrupted (everything running was stopped first).
+    """
+    from openbell.gameday.plan import load_plan
+
+    fmt = resolve(ctx, output)
+    if target not in ("sandbox", "kubernetes"):
+        raise SpecError("--target", target, "expected sandbox or kubernetes")
+    plan = load_plan(plan_path)
+    if canary_version is not None:
+        plan = _with_version(plan, canary_version)
+    slos = _check(plan, target)
+    if target == "kubernetes" and not (prometheus and base_url):
+        raise UsageError("--target kubernetes: --prometheus URL and --base-url URL are required")
+    run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    folder = (report or Path("build") / "gameday" / run_id).resolve()
+    where = _where(target, home, prometheus, base_url, kube_context, namespace, fmt)
+    doc, code = run_gameday(plan, slos, where, run_id, folder, fmt)
+    if junit is not None:
+        junit.parent.mkdir(parents=True, exist_ok=True)
+        junit.write_text((folder / "junit.xml").read_text())
+    if fmt is Output.json:
+        print_json(doc)
+    else:
+        _summary(doc, folder)
+    raise typer.Exit(code)
+
+
+def _with_version(plan: Plan, version: str) -> Plan:
+    import dataclasses
+
+    from openbell.gameday.plan import VERSION, CanaryPhase
+
+    if not VERSION.match(version):
+        raise SpecError("--canary-version", version, "expected a version label without spaces")
+    phases = tuple(dataclasses.replace(p, action=dataclasses.replace(p.action, version=version))
+                   if isinstance(p.action, CanaryPhase) else p for p in plan.phases)
+    return dataclasses.replace(plan, phases=phases)
+
+
+def _check(plan: Plan, target: str) -> list[SLO]:
+    """Every name the plan uses resolves, before anything starts (exit 2 naming the field)."""
+    from openbell.chaos.catalogue import experiments_dir, list_experiments
+    from openbell.gameday.plan import check_references
+    from openbell.load.catalogue import list_profiles, profiles_dir
+    from openbell.slo.loader import load_slos
+
+    missing = [p for p in plan.slo_paths if not p.exists()]
+    if missing:
+        raise SpecError(str(plan.path), "spec.slo", f"no such file or folder: {missing[0]}")
+    slos = load_slos(list(plan.slo_paths))
+    profiles = [p.name for p in list_profiles(profiles_dir())]
+    experiments = [e.name for e in list_experiments(experiments_dir(), target)]
+    check_references(plan, target, {s.name for s in slos}, profiles, experiments)
+    return slos
+
+
+def _where(target: str, home: Path | None, prometheus: str | None, base_url: str | None,
+           kube_context: str | None, namespace: str | None, fmt: Output) -> Where:
+    from openbell.gameday.runner import Where
+
+    if target == "kubernetes":
+        assert prometheus is not None
+        return Where("kubernetes", prometheus.rstrip("/"), None, base_url, kube_context, namespace)
+    from openbell.sandbox.layout import Layout, default_home
+    from openbell.sandbox.supervisor import UpOptions, up
+
+    lay = Layout(home.expanduser().resolve() if home else default_home())
+    err = console(stderr=True)
+    started = time.monotonic()
+
+    def say(message: str) -> None:
+        if fmt is Output.text:
+            err.print(f"[dim]{time.strftime('%H:%M:%S')}[/] sandbox: {message}")
+
+    status = up(lay, UpOptions(), say)
+    if status.state != "up":
+        bad = [c.name for c in status.components if not (c.running and c.health.healthy)]
+        raise UnreachableError(f"sandbox at {lay.home}: not healthy ({', '.join(bad)}); `openbell sandbox status`")
+    say(f"up and healthy in {time.monotonic() - started:.1f}s")
+    _warm_up(lay, say)
+    return Where("sandbox", status.endpoints["prometheus_url"], lay.home)
+
+
+def _warm_up(lay: Any, say: Any) -> None:
+    """A sandbox younger than WARMUP_S is still settling (consumers catching up, first scrapes): the gate's
+    baseline is taken after that, not in the middle of it."""
+    from openbell.sandbox.state import load
+
+    state = load(lay.state_file)
+    age = time.time() - state.started_at if state and state.started_at else WARMUP_S
+    if age < WARMUP_S:
+        say(f"warming up for {WARMUP_S - age:.0f}s (the platform is {age:.0f}s old; its SLIs need a few scrapes)")
+        time.sleep(WARMUP_S - age)
+
+
+def run_gameday(plan: Plan, slos: list[SLO], where: Where, run_id: str, folder: Path,
+                fmt: Output) -> tuple[dict[str, Any], int]:
+    """Run the plan, then write the report folder: index.html, gameday.json, junit.xml, phases/."""
+    from openbell.gameday.gate import GamedayGate
+    from openbell.gameday.runner import Gameday
+    from openbell.metrics.prometheus import PrometheusClient
+
+    folder.mkdir(parents=True, exist_ok=True)
+    client = PrometheusClient(where.prometheus_url)
+    try:
+        client.build_info()
+    except Exception as exc:
+        raise UnreachableError(f"Prometheus at {where.prometheus_url}: {exc}") from None
+    screen = _Screen(enabled=fmt is Output.text)
+    gate = GamedayGate(client, slos, plan.gate, started_at=time.time())
+    game = Gameday(plan, where, gate, run_id, folder, listener=screen)
+    try:
+        outcome = game.run()
+    finally:
+        screen.stop()
+    screen.say("collecting the report from Prometheus")
+    doc = document(game, outcome, slos, folder)
+    write_report(doc, folder)
+    return doc, outcome.exit_code
+
+
+def document(game: Gameday, outcome: Any, slos: list[SLO], folder: Path) -> dict[str, Any]:
+    from openbell.gameday import collect
+
+    start, end = game.started_at, game.finished_at
+    scrape = _scrape_interval(game.where)
+    step = collect.step_for(end - start + collect.LEAD_S, scrape)
+    client = game.gate.client
+    specs = collect.platform_charts(slos, scrape) + collect.burn_charts(slos, game.plan.gate.severity)
+    charts = [collect.read_chart(client, s, start - collect.LEAD_S, end, step) for s in specs]
+    last = game.last_gate
+    final_reasons = list(last.reasons) if last is not None and last.outcome == "fail" else []
+    spend = list(last.figures.get("spend", [])) if last is not None else []
+    outcomes = collect.final_outcomes(final_reasons, slos, spend)
+    for reason in game.failures:
+        for slo in slos:
+            if slo.name in reason and reason.startswith("SLO gate"):
+                outcomes[slo.name] = "fail"
+    return {
+        "schema": "openbell/gameday/v1", "gameday": game.plan.name, "description": game.plan.description,
+        "plan": str(game.plan.path), "target": game.where.target, "run_id": game.run_id,
+        "started_at": start, "finished_at": end, "duration_s": round(end - start, 3),
+        "verdict": {"outcome": outcome.verdict, "exit_code": outcome.exit_code, "reason": outcome.reason,
+                    "reasons": outcome.reasons},
+        "gate": {"severity": game.plan.gate.severity, "interval_s": game.plan.gate.interval_s,
+                 "max_budget_consumed": game.plan.gate.max_budget_consumed,
+                 "burning_at_start": sorted(game.gate.burning_at_start), "checks": len(game.gate_checks),
+                 "last": last.to_dict() if last is not None else None},
+        "phases": [r.to_dict(folder) for r in game.runs],
+        "events": [e.to_dict() for e in sorted(game.events, key=lambda e: e.at)],
+        "charts": charts,
+        "slos": collect.slo_table(game.gate, outcomes, end, folder),
+        "alerts": collect.fired_alerts(client, slos, start, end, step, folder),
+        "artifacts": {"json": "gameday.json", "junit": "junit.xml", "html": "index.html",
+                      "logs": {r.phase.name: str(r.to_dict(folder)["log"]) for r in game.runs if r.log is not None}},
+    }
+
+
+def _scrape_interval(where: Where) -> float:
+    if where.target != "sandbox" or where.home is None:
+        return 15.0
+    from openbell.sandbox.layout import Layout
+    from openbell.sandbox.state import load
+
+    state = load(Layout(where.home).state_file)
+    return state.scrape_interval_s if state else 1.0
+
+
+def write_report(doc: dict[str, Any], folder: Path) -> None:
+    import json
+
+    from openbell.gameday.report import write_report as write_html
+    from openbell.report import junit
+
+    (folder / "gameday.json").write_text(json.dumps(doc, indent=2) + "\n")
+    cases = []
+    for p in doc["phases"]:
+        outcome = {"pass": "pass", "not_run": "skipped", "skipped": "skipped"}.get(p["outcome"], "fail")
+        cases.append(junit.Case(f"{p['name']} ({p['kind']})", f"gameday.{doc['gameday']}", outcome,
+                                p["reason"] or p["outcome"], time_s=p["duration_s"] or 0.0))
+    v = doc["verdict"]
+    cases.append(junit.Case("SLO gate", f"gameday.{doc['gameday']}",
+                            "fail" if any(r.startswith("SLO gate") for r in v["reasons"]) else "pass",
+                            "; ".join(r for r in v["reasons"] if r.startswith("SLO gate")) or
+                            f"held over {doc['gate']['checks']} checks"))
+    (folder / "junit.xml").write_text(junit.render(f"openbell gameday {doc['gameday']}", cases))
+    write_html(doc, folder)
+
+
+from openbell.gameday.events import Listener  # noqa: E402 - stdlib only: the screen subclasses it
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
+class _Screen(Listener):
+    """For people: a line per event on stderr, and a live table of the phases on a terminal."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.err = console(stderr=True)
+        self.live: Any = None
+        self.last_draw = 0.0
+
+    def say(self, message: str) -> None:
+        if self.enabled:
+            self.err.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {message}")
+
+    def event(self, event: Event) -> None:
+        colour = {"critical": "red", "warning": "yellow"}.get(event.severity, "cyan")
+        where = f"{event.phase}: " if event.phase and not event.message.startswith(event.phase) else ""
+        self.say(f"[{colour}]{event.kind:<13}[/] {escape(where + event.message)}")
+
+    def line(self, phase: str, text: str) -> None:
+        if self.enabled:
+            self.err.print(f"[dim]{' ' * 9}{phase}:[/] [dim]{escape(text)}[/]")
+
+    def tick(self, runs: list[PhaseRun], gate: Verdict | None, now: float) -> None:
+        if not self.enabled or not self.err.is_terminal or now - self.last_draw < 1.0:
+            return
+        from rich.live import Live
+
+        self.last_draw = now
+        if self.live is None:
+            self.live = Live(console=self.err, transient=True, auto_refresh=False)
+            self.live.start()
+        self.live.update(_table(runs, gate, now), refresh=True)
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+
+def _table(runs: list[PhaseRun], gate: Verdict | None, now: float) -> Any:
+    from rich.table import Table
+
+    colours = {"pass": "green", "fail": "red", "error": "red", "stopped": "yellow", "interrupted": "yellow"}
+    table = Table(title=f"gameday — SLO gate: {gate.outcome if gate else 'not asked yet'}", title_justify="left")
+    for col in ("phase", "kind", "state", "elapsed", "what"):
+        table.add_column(col)
+    for r in runs:
+        state = r.outcome or r.state
+        elapsed = "" if r.started_at is None else f"{(r.finished_at or now) - r.started_at:.0f}s"
+        table.add_row(r.phase.name, r.phase.kind, f"[{colours.get(state, 'cyan')}]{state}[/]", elapsed,
+                      r.phase.summary())
+    return table
+
+
+def _summary(doc: dict[str, Any], folder: Path) -> None:
+    from rich.table import Table
+
+    out = console()
+    v = doc["verdict"]
+    colour = {"pass": "green", "fail": "red"}.get(v["outcome"], "yellow")
+    out.print(f"gameday {doc['gameday']}: [bold {colour}]{v['outcome'].upper()}[/] in {doc['duration_s']:.0f}s — "
+              f"{v['reason']}")
+    table = Table(title="phases")
+    for col in ("phase", "kind", "outcome", "duration", "reason"):
+        table.add_column(col)
+    for p in doc["phases"]:
+        took = "" if p["duration_s"] is None else f"{p['duration_s']:.0f}s"
+        table.add_row(p["name"], p["kind"], p["outcome"], took, (p["reason"] or "")[:120])
+    out.print(table)
+    budget = Table(title="error budget spent by the gameday")
+    for col in ("SLO", "burn rate", "budget consumed", "outcome"):
+        budget.add_column(col)
+    for s in doc["slos"]:
+        burn = "-" if s["burn_rate"] is None else f"{s['burn_rate']:.2f}x"
+        spent = "-" if s["budget_consumed"] is None else f"{s['budget_consumed']:.3%}"
+        budget.add_row(s["name"], burn, spent, s["outcome"])
+    out.print(budget)
+    for alert in doc["alerts"]:
+        out.print(f"[red]alert fired[/] {alert['name']} ({alert['severity']}): runbook {alert['runbook']}")
+    out.print(f"report: {folder / 'index.html'}")
+    sys.stdout.flush()

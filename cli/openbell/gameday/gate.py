@@ -1,0 +1,128 @@
+"""The gameday's own gate: one verdict from the SLO model, asked every few seconds while anything runs.
+
+Two rules, both from the plan's SLOs:
+1. **Burn rate**: no SLO series may burn past its multiwindow thresholds (page severity by default). What
+   already burned when the gameday started is reported but not counted (a baseline, as the canary's fleet
+   gate does), so a platform that was already unhealthy is told apart from damage the gameday did.
+2. **Budget cap**: no SLO may spend more than `max_budget_consumed` of its period's error budget over the
+   gameday. An SLO a started phase declared in `expected_burn` (a broker loss spends consumer-lag budget
+   by design) leaves rule 1 from then on and is held to this cap alone.
+
+A Prometheus that cannot be asked three times in a row fails the gate: a blind gameday stops.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from openbell.errors import OpenbellError
+from openbell.gameday.plan import Gate
+from openbell.metrics.prometheus import PrometheusClient, QueryError, QueryTimeout
+from openbell.slo.evaluate import GroupResult, evaluate
+from openbell.slo.model import SLO
+from openbell.slo.promql import error_ratio
+from openbell.slo.verdict import Outcome, Verdict, combine
+
+BLIND_LIMIT = 3
+
+
+@dataclass(frozen=True)
+class Spend:
+    """What one SLO spent over the gameday so far (worst group)."""
+
+    slo: str
+    error_ratio: float | None
+    burn_rate: float | None
+    budget_consumed: float | None  # fraction of the period's error budget
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"slo": self.slo, "error_ratio": _r(self.error_ratio), "burn_rate": _r(self.burn_rate),
+                "budget_consumed": _r(self.budget_consumed)}
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else round(value, 8)
+
+
+@dataclass
+class GamedayGate:
+    client: PrometheusClient
+    slos: list[SLO]
+    rules: Gate
+    started_at: float
+    burning_at_start: set[str] = field(default_factory=set)
+    blind: int = 0
+
+    def baseline(self) -> Verdict:
+        verdict, results = evaluate(self.client, self.slos, self.rules.severity)
+        self.burning_at_start = {r.label for r in results if r.outcome == "fail"}
+        return verdict
+
+    def spend(self, slo: SLO, now: float) -> Spend:
+        """Error ratio over [started_at, now] (worst group) -> burn rate and share of the period budget."""
+        elapsed = now - self.started_at
+        if elapsed < 2.0:
+            return Spend(slo.name, None, None, None)
+        try:
+            samples = self.client.query(error_ratio(slo, math.ceil(elapsed)), at=now)
+        except (QueryError, QueryTimeout):
+            return Spend(slo.name, None, None, None)
+        values = [s.value for s in samples if math.isfinite(s.value)]
+        if not values:
+            return Spend(slo.name, None, None, None)
+        ratio = max(values)
+        burn = ratio / slo.error_budget
+        return Spend(slo.name, ratio, burn, burn * elapsed / slo.period_s)
+
+    def check(self, now: float, expected_burn: set[str]) -> Verdict:
+        """The gate's verdict now; never raises (an unanswerable Prometheus is inconclusive, then fail)."""
+        try:
+            verdict = self._check(now, expected_burn)
+        except (OpenbellError, httpx.HTTPError) as exc:
+            self.blind += 1
+            if self.blind >= BLIND_LIMIT:
+                return Verdict("fail", (f"SLO gate blind: Prometheus could not be asked {self.blind} times in a row "
+                                        f"({exc})",), {"blind": self.blind})
+            return Verdict("inconclusive", (f"SLO gate could not be asked: {exc}",), {"blind": self.blind})
+        self.blind = 0
+        return verdict
+
+    def _check(self, now: float, expected_burn: set[str]) -> Verdict:
+        _, results = evaluate(self.client, self.slos, self.rules.severity, at=now)
+        outcomes: list[Outcome] = []
+        reasons: list[str] = []
+        notes: list[str] = []
+        for r in results:
+            outcome, why = self._judge(r, expected_burn)
+            outcomes.append(outcome)
+            (reasons if outcome == "fail" else notes).extend(why)
+        spends = [self.spend(slo, now) for slo in self.slos]
+        for s in spends:
+            if s.budget_consumed is not None and s.budget_consumed > self.rules.max_budget_consumed:
+                outcomes.append("fail")
+                reasons.append(f"{s.slo}: the gameday spent {s.budget_consumed:.2%} of its error budget "
+                               f"(cap {self.rules.max_budget_consumed:.2%}, burn rate {s.burn_rate:.1f}x)")
+        outcome = combine(outcomes) if outcomes else "inconclusive"
+        if outcome == "inconclusive" and "fail" not in outcomes:
+            # No data for some SLO (an SLI nobody exercised) does not stop a gameday; it is reported.
+            outcome = "pass"
+        if outcome == "pass":
+            reasons.insert(0, f"{len(results)} SLO series within their {self.rules.severity} burn rates; every SLO "
+                              f"within {self.rules.max_budget_consumed:.0%} of its budget")
+        figures = {"spend": [s.to_dict() for s in spends], "burning_at_start": sorted(self.burning_at_start),
+                   "expected_burn": sorted(expected_burn), "notes": notes}
+        return Verdict(outcome, tuple(reasons), figures)
+
+    def _judge(self, r: GroupResult, expected_burn: set[str]) -> tuple[Outcome, list[str]]:
+        failing = [f"{r.label}: {p.reason}" for p in r.pairs if p.outcome == "fail"]
+        if r.outcome != "fail":
+            return ("pass" if r.outcome == "pass" else "inconclusive"), []
+        if r.label in self.burning_at_start:
+            return "pass", [f"{r.label}: already burning before the gameday (not counted)"]
+        if r.slo.name in expected_burn:
+            return "pass", [f"{r.label}: burning as its phase expected (held to the budget cap)"]
+        return "fail", failing

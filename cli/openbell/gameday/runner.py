@@ -1,0 +1,531 @@
+"""The gameday orchestrator: phases as child `openbell` commands, started on time, watched by one gate.
+
+Each phase runs the tool SREs already use on its own (`openbell load run`, `canary run`, `chaos run`) as a
+child process in its own session, with `--output json` (its result) and a log of its stderr. That keeps
+each tool's own guarantees intact (the canary rolls back on SIGINT, Chaos Toolkit runs its rollbacks, k6
+writes its summary), lets phases overlap without threads, and gives the report the same data each tool
+gives CI. The orchestrator adds what no single tool has: the schedule (`at`, `after` + `delay`), the gameday
+gate over every SLO, and the rule that one failure stops every risky thing still running.
+
+Stopping means one SIGINT to every running child, then waiting (each has `grace_s`) for them to undo what
+they did; a child that will not stop is killed and the target made safe from outside (`canary abort`).
+Ctrl-C or SIGTERM stops the same way and ends with exit 130; a second Ctrl-C during the stop is ignored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from openbell.gameday.events import Event, Listener
+from openbell.gameday.plan import CanaryPhase, ChaosPhase, LoadPhase, Phase, Plan, SloPhase
+from openbell.slo.verdict import Verdict
+
+if TYPE_CHECKING:
+    from openbell.gameday.gate import GamedayGate
+
+GRACE_S = 180.0  # a canary's rollback, chaos rollbacks and a k6 stop all fit well within this
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where the phases act: the target and how to reach it."""
+
+    target: str  # sandbox | kubernetes
+    prometheus_url: str
+    home: Path | None = None  # sandbox
+    base_url: str | None = None  # kubernetes: the platform's entry point for k6
+    kube_context: str | None = None
+    namespace: str | None = None
+
+
+@dataclass
+class PhaseRun:
+    phase: Phase
+    state: str = "waiting"  # waiting | running | done
+    outcome: str | None = None  # pass | fail | stopped | interrupted | error | skipped | not_run
+    reason: str = ""
+    started_at: float | None = None
+    finished_at: float | None = None
+    exit_code: int | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    signalled_at: float | None = None
+    result: dict[str, Any] | None = None
+    figures: dict[str, Any] = field(default_factory=dict)
+    stdout: Path | None = None
+    log: Path | None = None
+    log_offset: int = 0
+
+    def to_dict(self, root: Path) -> dict[str, Any]:
+        return {"name": self.phase.name, "kind": self.phase.kind, "description": self.phase.description or
+                self.phase.summary(), "start": self.phase.start.describe(), "outcome": self.outcome or "not_run",
+                "reason": self.reason, "started_at": self.started_at, "finished_at": self.finished_at,
+                "duration_s": None if self.started_at is None or self.finished_at is None
+                else round(self.finished_at - self.started_at, 3),
+                "exit_code": self.exit_code, "figures": self.figures,
+                "log": None if self.log is None else os.path.relpath(self.log, root),
+                "result": None if self.stdout is None else os.path.relpath(self.stdout, root)}
+
+
+@dataclass
+class Outcome:
+    verdict: str  # pass | fail | interrupted | error
+    exit_code: int
+    reason: str
+    reasons: list[str]
+
+
+@dataclass
+class Gameday:
+    plan: Plan
+    where: Where
+    gate: GamedayGate
+    run_id: str
+    workdir: Path  # the report folder: phases/<name>.json and .log go here
+    listener: Listener = field(default_factory=Listener)
+    poll_s: float = 0.5
+    grace_s: float = GRACE_S
+    clock: Callable[[], float] = time.time
+    runs: list[PhaseRun] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    gate_checks: list[dict[str, Any]] = field(default_factory=list)
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    stopping: str | None = None
+    interrupted: bool = False
+    failures: list[str] = field(default_factory=list)
+    last_gate: Verdict | None = None
+
+    # -- the loop ------------------------------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        self.runs = [PhaseRun(p) for p in self.plan.phases]
+        (self.workdir / "phases").mkdir(parents=True, exist_ok=True)
+        self.started_at = self.gate.started_at
+        self._event(None, "gameday-start", f"gameday {self.plan.name} on {self.where.target} (run {self.run_id})")
+        baseline = self.gate.baseline()
+        if self.gate.burning_at_start:
+            self._event(None, "baseline", "already burning before the gameday (reported, not counted): "
+                        + ", ".join(sorted(self.gate.burning_at_start)), "warning")
+        self.gate_checks.append({"at": self.clock(), "outcome": baseline.outcome, "baseline": True,
+                                 "reasons": list(baseline.reasons)})
+        next_gate = self.clock()
+        with _interrupts_raise():
+            try:
+                while any(r.state != "done" for r in self.runs):
+                    now = self.clock()
+                    self._reap(now)
+                    if now >= next_gate and not self.stopping:
+                        next_gate = now + self.plan.gate.interval_s
+                        self._ask_gate(now)
+                    if self.stopping:
+                        self._stop_all(now)
+                    else:
+                        self._start_due(now)
+                    self.listener.tick(self.runs, self.last_gate, now)
+                    time.sleep(self.poll_s)
+            except KeyboardInterrupt:
+                self.interrupted = True
+                self.stopping = "interrupted (Ctrl-C or SIGTERM)"
+                self._event(None, "interrupt", "interrupted: stopping every running phase (rollbacks run first)",
+                            "critical")
+                with _interrupts_ignored():
+                    self._drain()
+        self.finished_at = self.clock()
+        self._event(None, "gameday-end", f"gameday {self.plan.name} ended")
+        return self._outcome()
+
+    def _drain(self) -> None:
+        while any(r.state != "done" for r in self.runs):
+            now = self.clock()
+            self._reap(now)
+            self._stop_all(now)
+            self.listener.tick(self.runs, self.last_gate, now)
+            time.sleep(self.poll_s)
+
+    # -- scheduling ----------------------------------------------------------------------------------
+
+    def _due(self, run: PhaseRun, now: float) -> bool:
+        start = run.phase.start
+        if start.at_s is not None:
+            return now >= self.started_at + start.at_s
+        ends = []
+        for name in start.after:
+            other = self._run(name)
+            if other.state != "done" or other.finished_at is None:
+                return False
+            ends.append(other.finished_at)
+        return now >= max(ends, default=self.started_at) + start.delay_s
+
+    def _start_due(self, now: float) -> None:
+        for run in self.runs:
+            if run.state == "waiting" and self._due(run, now):
+                self._start(run, now)
+            elif run.state == "running" and run.phase.timeout_s is not None and run.started_at is not None \
+                    and now - run.started_at > run.phase.timeout_s and run.signalled_at is None:
+                self._fail(f"{run.phase.name}: still running after its timeout of {run.phase.timeout_s:g}s")
+                self._signal(run, now)
+
+    def _run(self, name: str) -> PhaseRun:
+        return next(r for r in self.runs if r.phase.name == name)
+
+    def _start(self, run: PhaseRun, now: float) -> None:
+        run.state, run.started_at = "running", now
+        self._event(run.phase.name, "phase-start", f"{run.phase.name}: {run.phase.summary()}")
+        if isinstance(run.phase.action, SloPhase):
+            self._slo_phase(run, now)
+            return
+        run.stdout = self.workdir / "phases" / f"{run.phase.name}.json"
+        run.log = self.workdir / "phases" / f"{run.phase.name}.log"
+        argv = self.argv(run.phase)
+        with open(run.stdout, "wb") as out, open(run.log, "wb") as err:
+            err.write(("$ " + " ".join(argv[1:]) + "\n").encode())
+            err.flush()
+            run.proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                        start_new_session=True, env=self._env())
+
+    def _env(self) -> dict[str, str]:
+        env = {**os.environ, "COLUMNS": "160", "OPENBELL_PROGRESS_LINES": "1"}
+        if self.where.home is not None:
+            env["OPENBELL_HOME"] = str(self.where.home)
+        return env
+
+    # -- the phases' commands ------------------------------------------------------------------------
+
+    def argv(self, phase: Phase) -> list[str]:
+        """The `openbell` command line a phase runs (JSON on stdout, progress on stderr)."""
+        base = [sys.executable, "-m", "openbell", "--output", "json"]
+        a, w = phase.action, self.where
+        slos = [x for p in self.plan.slo_paths for x in ("--slo", str(p))]
+        junit = str(self.workdir / "phases" / f"{phase.name}.junit.xml")
+        if isinstance(a, LoadPhase):
+            argv = [*base, "load", "run", a.profile, "--no-gate", *slos, "--junit", junit,
+                    "--summary", str(self.workdir / "phases" / f"{phase.name}.k6-summary.json")]
+            if w.target == "sandbox":
+                argv += ["--target", "sandbox"]
+            else:
+                argv += ["--target", w.base_url or "", "--prometheus", w.prometheus_url]
+            if a.scale is not None:
+                argv += ["--scale", f"{a.scale:g}"]
+            if a.time_scale is not None:
+                argv += ["--time-scale", f"{a.time_scale:g}"]
+            for key, value in a.env.items():
+                argv += ["--env", f"{key}={value}"]
+            return argv
+        if isinstance(a, CanaryPhase):
+            argv = [*base, "canary", "run", a.service, "--version", self.version(a),
+                    "--steps", ",".join(map(str, a.steps)), "--hold", f"{a.hold_s:g}s",
+                    "--interval", f"{a.interval_s:g}s", "--max-extension", f"{a.max_extension_s:g}s",
+                    "--on-inconclusive", a.on_inconclusive, "--target", w.target, *slos, "--junit", junit]
+            for key, value in a.sandbox_faults.items():
+                argv += ["--sandbox-fault", f"{key}={value}"]
+            return argv + self._kube_args(with_prometheus=True)
+        assert isinstance(a, ChaosPhase)
+        argv = [*base, "chaos", "run", a.experiment, "--target", w.target, "--junit", junit,
+                "--journal", str(self.workdir / "phases" / f"{phase.name}.journal.json")]
+        return argv + self._kube_args(with_prometheus=True)
+
+    def _kube_args(self, with_prometheus: bool) -> list[str]:
+        w = self.where
+        if w.target != "kubernetes":
+            return []
+        args = []
+        if w.kube_context:
+            args += ["--context", w.kube_context]
+        if w.namespace:
+            args += ["--namespace", w.namespace]
+        if with_prometheus:
+            args += ["--prometheus", w.prometheus_url]
+        return args
+
+    def version(self, canary: CanaryPhase) -> str:
+        return canary.version.replace("{run}", self.run_id)
+
+    # -- results -------------------------------------------------------------------------------------
+
+    def _reap(self, now: float) -> None:
+        for run in self.runs:
+            if run.state == "running":
+                self._tail(run)
+            if run.state == "running" and run.proc is not None and run.proc.poll() is not None:
+                self._tail(run)
+                self._finish(run, now, run.proc.returncode)
+
+    def _tail(self, run: PhaseRun) -> None:
+        """Forward the child's new complete progress lines (its stderr log) to the listener."""
+        if run.log is None:
+            return
+        try:
+            with open(run.log, "rb") as f:
+                f.seek(run.log_offset)
+                chunk = f.read()
+        except OSError:
+            return
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            return
+        run.log_offset += end + 1
+        for raw in chunk[:end].decode(errors="replace").splitlines():
+            text = raw.strip()
+            if text and not text.startswith("$ "):
+                self.listener.line(run.phase.name, text)
+
+    def _finish(self, run: PhaseRun, now: float, code: int) -> None:
+        run.state, run.finished_at, run.exit_code = "done", now, code
+        run.result = _read_json(run.stdout)
+        outcome, reason = judge_phase(run.phase, code, run.result, run.log)
+        if run.signalled_at is not None and outcome != "error":
+            outcome = "interrupted" if self.interrupted else "stopped"
+            reason = f"stopped by the gameday ({self.stopping}); " + (reason or "")
+        run.outcome, run.reason = outcome, reason.strip("; ")
+        run.figures = phase_figures(run.phase, run.result)
+        # Recorded for the report, not shown again: their progress lines were forwarded as they happened.
+        self.events.extend(child_events(run.phase, run.result))
+        sev = {"pass": "info", "stopped": "warning", "interrupted": "warning"}.get(outcome, "critical")
+        self._event(run.phase.name, "phase-end", f"{run.phase.name}: {outcome}" + (f" — {run.reason}" if run.reason
+                                                                                     else ""), sev)
+        if outcome in ("fail", "error") and run.signalled_at is None:
+            self._fail(f"{run.phase.name} {'failed' if outcome == 'fail' else 'could not run'}: {run.reason}")
+
+    def _slo_phase(self, run: PhaseRun, now: float) -> None:
+        assert isinstance(run.phase.action, SloPhase)
+        verdict = self.gate.check(now, self.expected_burn())
+        self.last_gate = verdict
+        self.gate_checks.append({"at": now, "outcome": verdict.outcome, "reasons": list(verdict.reasons)})
+        run.state, run.finished_at, run.exit_code = "done", self.clock(), 0 if verdict.passed else 1
+        run.outcome = "pass" if verdict.passed else "fail"
+        run.reason = "; ".join(verdict.reasons)
+        run.figures = {"spend": verdict.figures.get("spend", []), "notes": verdict.figures.get("notes", [])}
+        self._event(run.phase.name, "phase-end", f"{run.phase.name}: {run.outcome} — {run.reason}",
+                    "info" if verdict.passed else "critical")
+        if not verdict.passed:
+            self._fail(f"{run.phase.name}: {run.reason}")
+
+    # -- the gate and stopping -----------------------------------------------------------------------
+
+    def expected_burn(self) -> set[str]:
+        return {name for r in self.runs if r.started_at is not None for name in r.phase.expected_burn}
+
+    def _ask_gate(self, now: float) -> None:
+        verdict = self.gate.check(now, self.expected_burn())
+        self.last_gate = verdict
+        self.gate_checks.append({"at": now, "outcome": verdict.outcome, "reasons": list(verdict.reasons),
+                                 "spend": verdict.figures.get("spend", [])})
+        if verdict.outcome == "fail":
+            self._event(None, "gate", "SLO gate failed: " + "; ".join(verdict.reasons), "critical")
+            self._fail("SLO gate: " + "; ".join(verdict.reasons))
+
+    def _fail(self, reason: str) -> None:
+        self.failures.append(reason)
+        if not self.stopping:
+            self.stopping = reason
+            self._event(None, "stop", f"stopping: {reason}", "critical")
+
+    def _stop_all(self, now: float) -> None:
+        for run in self.runs:
+            if run.state == "waiting":
+                run.state, run.outcome, run.reason = "done", "not_run", f"not started: {self.stopping}"
+            elif run.state == "running":
+                if run.signalled_at is None:
+                    self._signal(run, now)
+                elif now - run.signalled_at > self.grace_s and run.proc is not None and run.proc.poll() is None:
+                    self._event(run.phase.name, "kill", f"{run.phase.name}: did not stop within {self.grace_s:g}s; "
+                                "killed", "critical")
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(run.proc.pid, signal.SIGKILL)
+                    run.proc.wait()
+
+    def _signal(self, run: PhaseRun, now: float) -> None:
+        run.signalled_at = now
+        if run.proc is not None and run.proc.poll() is None:
+            self._event(run.phase.name, "stop", f"{run.phase.name}: SIGINT (roll back / stop)", "warning")
+            with contextlib.suppress(ProcessLookupError):
+                run.proc.send_signal(signal.SIGINT)
+
+    # -- events and the end --------------------------------------------------------------------------
+
+    def _event(self, phase: str | None, kind: str, message: str, severity: str = "info") -> None:
+        self._record(Event(self.clock(), phase, kind, message, severity))
+
+    def _record(self, event: Event) -> None:
+        self.events.append(event)
+        self.listener.event(event)
+
+    def _outcome(self) -> Outcome:
+        if self.interrupted:
+            return Outcome("interrupted", 130, "interrupted: every running phase was stopped and rolled back",
+                           self.failures or ["interrupted"])
+        errors = [r for r in self.runs if r.outcome == "error"]
+        if errors:
+            code = 3 if any(r.exit_code == 3 for r in errors) else 1
+            return Outcome("error", code, self.failures[0] if self.failures else errors[0].reason,
+                           self.failures or [errors[0].reason])
+        if self.failures:
+            return Outcome("fail", 1, self.failures[0], self.failures)
+        return Outcome("pass", 0, f"every phase passed and the SLO gate held ({len(self.runs)} phases)",
+                       [f"{r.phase.name}: pass" for r in self.runs])
+
+
+# -- pure pieces, tested on plain values ---------------------------------------------------------------
+
+def judge_phase(phase: Phase, code: int, result: dict[str, Any] | None, log: Path | None) -> tuple[str, str]:
+    """A child's exit code and JSON -> the phase's outcome and one-line reason."""
+    a = phase.action
+    if code in (2, 3) or code < 0 or (result is None and code not in (0, 1, 130)):
+        return "error", _last_line(log) or f"exit {code}"
+    if code == 130:
+        return "interrupted", "interrupted"
+    if isinstance(a, LoadPhase):
+        verdict = (result or {}).get("verdict") or {}
+        reasons = "; ".join(verdict.get("reasons") or [])
+        if code == 0:
+            return "pass", reasons
+        if a.thresholds == "report" and _only_thresholds(verdict):
+            return "pass", f"k6 thresholds crossed (reported, not gating: the SLO gate judges): {reasons}"
+        return "fail", reasons or f"k6 exited {code}"
+    if isinstance(a, CanaryPhase):
+        r = result or {}
+        if code == 0:
+            return "pass", f"{r.get('version', a.version)} promoted: {r.get('reason') or 'every step passed'}"
+        return "fail", f"rolled back at step {r.get('step', '?')} ({r.get('weight', '?')}%): {r.get('reason', '')}"
+    verdict = (result or {}).get("verdict") or {}
+    reasons = "; ".join(verdict.get("reasons") or [])
+    return ("pass" if code == 0 else "fail"), reasons or f"chaos exited {code}"
+
+
+def _only_thresholds(verdict: dict[str, Any]) -> bool:
+    """A load verdict that failed on k6 thresholds alone (k6 itself ran to the end)."""
+    figures = verdict.get("figures") or {}
+    return bool(figures.get("thresholds")) and not figures.get("slo_gate") and not figures.get("error")
+
+
+def phase_figures(phase: Phase, result: dict[str, Any] | None) -> dict[str, Any]:
+    """The few numbers a reader wants per phase, from the child's JSON."""
+    r = result or {}
+    a = phase.action
+    if isinstance(a, LoadPhase):
+        figures = ((r.get("verdict") or {}).get("figures") or {})
+        keep = {k: v for k, v in figures.items() if isinstance(v, int | float | str) and not isinstance(v, bool)}
+        crossed = [t for t in figures.get("thresholds", []) if not t.get("passed")]
+        keep["thresholds_crossed"] = len(crossed)
+        return keep
+    if isinstance(a, CanaryPhase):
+        last = r.get("last_gates") or {}
+        return {"version": r.get("version"), "outcome": r.get("outcome"), "step": r.get("step"),
+                "weight": r.get("weight"), "duration_s": r.get("duration_s"),
+                "stable_version_before": r.get("stable_version_before"),
+                "judge": (last.get("judge") or {}).get("outcome") if isinstance(last.get("judge"), dict) else None}
+    if isinstance(a, ChaosPhase):
+        verdict = r.get("verdict") or {}
+        return {"experiment": r.get("experiment"), "title": r.get("title"), "outcome": verdict.get("outcome"),
+                "elapsed_s": r.get("elapsed_s"), "journal": r.get("journal")}
+    return {}
+
+
+_CRITICAL = {"rollback", "rolled_back", "verify", "interrupted"}
+_WARNING = {"extend"}
+
+
+def child_events(phase: Phase, result: dict[str, Any] | None) -> list[Event]:
+    """The child's own timeline (canary steps and rollbacks, faults injected and rolled back, the safeguard)."""
+    r = result or {}
+    out: list[Event] = []
+    if isinstance(phase.action, CanaryPhase):
+        for e in r.get("timeline") or []:
+            kind = str(e.get("kind", ""))
+            if kind == "poll":
+                continue
+            sev = "critical" if kind in _CRITICAL else "warning" if kind in _WARNING else "info"
+            out.append(Event(float(e.get("at") or 0.0), phase.name, kind, str(e.get("message", "")), sev))
+    elif isinstance(phase.action, ChaosPhase):
+        for step in r.get("timeline") or []:
+            at = _epoch(step.get("start"))
+            if at is None:
+                continue
+            part, status = step.get("phase"), step.get("status")
+            if part == "method":
+                kind, sev = ("fault" if step.get("type") == "action" else "probe"), "warning"
+            elif part == "rollbacks":
+                kind, sev = "rollback", "warning"
+            elif status not in ("succeeded", None) or step.get("tolerance_met") is False:
+                kind, sev = "steady-state", "critical"
+            else:
+                continue
+            if status not in ("succeeded", None):
+                sev = "critical"
+            out.append(Event(at, phase.name, kind, f"{part}: {step.get('name')} ({status})", sev))
+        guard = ((r.get("verdict") or {}).get("figures") or {}).get("safeguard")
+        if isinstance(guard, dict) and (guard.get("tripped") or guard.get("refused")):
+            at = _epoch(guard.get("signalled_at")) or max((e.at for e in out), default=0.0)
+            what = "stopped the experiment" if guard.get("tripped") else "refused to start the experiment"
+            out.append(Event(at, phase.name, "safeguard", f"SLO safeguard {what}: {guard.get('reason', '')}",
+                             "critical"))
+    return [e for e in out if e.at > 0]
+
+
+def _epoch(value: Any) -> float | None:
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and value:
+        from datetime import UTC, datetime
+
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.timestamp()
+    return None
+
+
+def _read_json(path: Path | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _last_line(log: Path | None) -> str:
+    if log is None:
+        return ""
+    try:
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
+
+
+@contextlib.contextmanager
+def _interrupts_raise() -> Iterator[None]:
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _interrupts_ignored() -> Iterator[None]:
+    """While the phases roll back: a second Ctrl-C (or SIGTERM) must not leave traffic on a canary."""
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
