@@ -3,6 +3,7 @@
 #   prometheus: the server and promtool (rule checks, rule unit tests, TSDB backfill in tests)
 #   haproxy: the sandbox's edge (stable/canary split, admin socket, Prometheus exporter)
 #   postgresql-15: the ledger's database in the sandbox; prometheus-postgres-exporter: its metrics
+#   chromium: headless rendering of the gameday's HTML report in tests (screenshot + DOM after layout)
 set -euo pipefail
 
 need=()
@@ -10,6 +11,7 @@ need=()
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need+=(postgresql-15)
 [ -x /usr/bin/prometheus-postgres-exporter ] || need+=(prometheus-postgres-exporter)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
