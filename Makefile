@@ -1,5 +1,5 @@
 # openbell: two commands on a fresh machine.
-#   make run    the main job: the platform's SLO workflow, end to end (becomes the gameday later)
+#   make run    the main job: the opening-bell gameday on the sandbox (load, canary, chaos, one report)
 #   make test   every test, against real promtool and a real Prometheus
 # Both install what they need first (Debian packages, a virtualenv, pip), idempotently.
 
@@ -33,19 +33,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
-# The main job on the sandbox: the SLO workflow on the platform's specs (validate, explain, generate the
-# rules in both formats, check them with promtool), then the platform itself up on this machine with
-# those rules loaded, and its live SLO status. The sandbox stays up: `openbell sandbox down` stops it.
+# The main job on the sandbox: the gameday. First the SLO workflow on the platform's specs (validate, generate
+# the rules in both formats, check them with promtool); then `openbell gameday` brings the platform up on this
+# machine with those rules loaded and runs gamedays/opening-bell.yaml: NYSE-open load, a gateway canary at the
+# bell, replica and broker loss in steady trading, the SLOs' budgets at the close. One verdict (exit code) and
+# one report: build/gameday/latest/index.html. The sandbox stays up: `openbell sandbox down` stops it.
 run: setup
 	$(BIN)/openbell slo lint slo/
-	$(BIN)/openbell slo explain slo/
 	$(BIN)/openbell slo rules slo/ -o $(BUILD)/slo-rules.yaml
 	$(BIN)/openbell slo rules slo/ --format prometheus-operator --namespace monitoring -o $(BUILD)/slo-prometheusrule.yaml
 	promtool check rules $(BUILD)/slo-rules.yaml
-	$(BIN)/openbell runbook list
-	$(BIN)/openbell sandbox up
-	@sleep 15  # a few scrapes, so the SLIs have rates to show
-	$(BIN)/openbell slo status slo/
+	$(BIN)/openbell gameday --plan gamedays/opening-bell.yaml --report $(BUILD)/gameday/latest
 
 test: setup
 	$(BIN)/ruff check cli services infra tests bench
