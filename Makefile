@@ -59,10 +59,11 @@ lint: setup
 bench: setup
 	$(BIN)/python bench/cli_startup.py
 
-# Minutes, and the whole machine: sandbox start-up time, then the gateway fan-out end to end.
+# Minutes, and the whole machine: sandbox start-up time, the gateway fan-out end to end, the default gameday.
 bench-sandbox: setup
 	$(BIN)/python bench/sandbox_up.py --runs 3
 	$(BIN)/python bench/fanout.py
+	$(BIN)/python bench/gameday.py --runs 3
 
 clean:
 	rm -rf $(BUILD) .pytest_cache .mypy_cache .ruff_cache

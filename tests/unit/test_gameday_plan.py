@@ -4,10 +4,11 @@ exit code and JSON become a phase outcome, its timeline events, the command line
 from __future__ import annotations
 
 import copy
+import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import yaml
@@ -36,7 +37,7 @@ def test_the_default_plan_is_valid_and_resolves() -> None:
     load, canary = plan.phases[0].action, plan.phases[1].action
     assert isinstance(load, LoadPhase) and load.profile == "nyse-open" and load.thresholds == "report"
     assert isinstance(canary, CanaryPhase) and canary.steps == (10, 50, 100) and "{run}" in canary.version
-    assert plan.phases[1].start.at_s == 52.0
+    assert plan.phases[1].start.at_s == 40.0
     assert plan.phases[3].expected_burn == ("kafka-consumer-lag",)
     assert plan.phases[4].start.after == ("market-open", "kafka-broker-loss")
     check_references(plan, "sandbox", {"kafka-consumer-lag"}, ["nyse-open"],
@@ -197,7 +198,7 @@ def test_phase_command_lines(tmp_path: Path) -> None:
     load = game.argv(plan.phases[0])
     assert load[3:] [:4] == ["--output", "json", "load", "run"][:4] or load[3:7] == ["--output", "json", "load", "run"]
     assert "--no-gate" in load and load[load.index("--target") + 1] == "sandbox"
-    assert load[load.index("--time-scale") + 1] == "0.065"
+    assert load[load.index("--time-scale") + 1] == "0.05"
     canary = game.argv(plan.phases[1])
     assert canary[canary.index("--version") + 1].startswith("rc-R1")
     assert canary[canary.index("--steps") + 1] == "10,50,100" and canary[canary.index("--hold") + 1] == "25s"
@@ -217,7 +218,7 @@ def test_the_schedule(tmp_path: Path) -> None:
     game.runs = [PhaseRun(p) for p in game.plan.phases]
     load, canary, replica, broker, closing = game.runs
     assert game._due(load, 1000.0)
-    assert not game._due(canary, 1051.0) and game._due(canary, 1052.0)
+    assert not game._due(canary, 1039.0) and game._due(canary, 1040.0)
     assert not game._due(replica, 2000.0)  # the canary has not ended
     canary.state, canary.finished_at = "done", 1150.0
     assert not game._due(replica, 1154.0) and game._due(replica, 1155.0)  # 5 s delay
@@ -238,3 +239,132 @@ def test_final_outcomes_per_slo() -> None:
     assert out["api-errors"] == "fail"
     assert out["analytics-query-latency"] == "inconclusive"
     assert out["gateway-push-latency"] == "pass"
+
+
+def test_the_kubernetes_plan_resolves_against_the_kubernetes_catalogue() -> None:
+    from openbell.chaos.catalogue import experiments_dir, list_experiments
+    from openbell.load.catalogue import list_profiles, profiles_dir
+    from openbell.slo.loader import load_slos
+
+    plan = load_plan(ROOT / "gamedays" / "opening-bell-kubernetes.yaml")
+    names = {s.name for s in load_slos(list(plan.slo_paths))}
+    check_references(plan, "kubernetes", names, [p.name for p in list_profiles(profiles_dir())],
+                     [e.name for e in list_experiments(experiments_dir(), "kubernetes")])
+    with pytest.raises(SpecError, match="no sandbox experiment 'gateway-pod-loss'"):
+        check_references(plan, "sandbox", names, [p.name for p in list_profiles(profiles_dir())],
+                         [e.name for e in list_experiments(experiments_dir(), "sandbox")])
+    assert plan.phases[1].timeout_s == 2400.0
+
+
+# -- the loop, with real child processes (short Python programs standing in for the tools) ---------------
+
+class _Gate:
+    """A stand-in for the SLO gate (the real one needs Prometheus: tests/scenario covers it): always passes."""
+
+    started_at = 0.0
+    burning_at_start: ClassVar[set[str]] = set()
+
+    def baseline(self) -> Any:
+        from openbell.slo.verdict import Verdict
+
+        return Verdict("pass", ("baseline",))
+
+    def check(self, now: float, expected: set[str], severity: str | None = None) -> Any:
+        from openbell.slo.verdict import Verdict
+
+        return Verdict("pass", ("ok",), {"spend": []})
+
+
+class _Scripted(Gameday):
+    """Each phase runs a Python one-liner instead of an openbell command."""
+
+    scripts: ClassVar[dict[str, str]] = {}
+
+    def argv(self, phase: Any) -> list[str]:
+        return [sys.executable, "-c", self.scripts[phase.name]]
+
+
+_SLEEP_THEN_STOP = ("import signal, sys, time, json\n"
+                    "def stop(*a):\n    print(json.dumps({'verdict': {'reasons': ['stopped']}})); sys.exit(130)\n"
+                    "signal.signal(signal.SIGINT, stop)\ntime.sleep(30)")
+
+
+def _scripted(tmp_path: Path, scripts: dict[str, str]) -> _Scripted:
+    import time as _time
+
+    gate = _Gate()
+    gate.started_at = _time.time()
+    game = _Scripted(load_plan(DEFAULT), Where("sandbox", "http://127.0.0.1:1", tmp_path), gate=gate,  # type: ignore[arg-type]
+                     run_id="T", workdir=tmp_path, poll_s=0.05, grace_s=2.0)
+    game.scripts = scripts
+    return game
+
+
+def test_a_failing_phase_stops_the_running_ones_and_skips_the_rest(tmp_path: Path) -> None:
+    import dataclasses
+    import time as _time
+
+    game = _scripted(tmp_path, {
+        "market-open": _SLEEP_THEN_STOP,
+        "canary-at-the-bell": "import json, sys; print(json.dumps({'step': 1, 'weight': 10, 'reason': 'bad'}));"
+                              " sys.exit(1)"})
+    plan = game.plan
+    phases = list(plan.phases)
+    phases[1] = dataclasses.replace(phases[1], start=dataclasses.replace(phases[1].start, at_s=0.3))
+    game.plan = dataclasses.replace(plan, phases=tuple(phases))
+    started = _time.monotonic()
+    outcome = game.run()
+    assert _time.monotonic() - started < 10
+    assert outcome.verdict == "fail" and outcome.exit_code == 1
+    assert outcome.reason == "canary-at-the-bell failed: rolled back at step 1 (10%): bad"
+    got = {r.phase.name: r.outcome for r in game.runs}
+    assert got == {"market-open": "stopped", "canary-at-the-bell": "fail", "gateway-replica-loss": "not_run",
+                   "kafka-broker-loss": "not_run", "closing-budget": "not_run"}
+    assert all(r.proc is None or r.proc.poll() is not None for r in game.runs)
+
+
+def test_a_phase_that_ignores_sigint_is_killed_with_its_children(tmp_path: Path) -> None:
+    import dataclasses
+
+    stubborn = ("import signal, subprocess, sys, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], "
+                "start_new_session=True)\nopen(sys.argv[0] if False else 'child.pid', 'w').write(str(child.pid))\n"
+                "time.sleep(60)")
+    game = _scripted(tmp_path, {"market-open": stubborn, "canary-at-the-bell": "import sys; sys.exit(3)"})
+    phases = list(game.plan.phases)
+    phases[1] = dataclasses.replace(phases[1], start=dataclasses.replace(phases[1].start, at_s=0.5))
+    game.plan = dataclasses.replace(game.plan, phases=tuple(phases))
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        outcome = game.run()
+    finally:
+        os.chdir(cwd)
+    assert outcome.verdict == "error" and outcome.exit_code == 3
+    assert any(e.kind == "kill" for e in game.events)
+    grandchild = int((tmp_path / "child.pid").read_text())
+    import time as _time
+
+    _time.sleep(0.2)
+    state = Path(f"/proc/{grandchild}/stat")
+    assert not state.exists() or state.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_ctrl_c_stops_every_phase_and_ends_interrupted(tmp_path: Path) -> None:
+    import os
+    import threading
+
+    slow_rollback = _SLEEP_THEN_STOP.replace("def stop(*a):\n", "def stop(*a):\n    time.sleep(1.5)\n")
+    game = _scripted(tmp_path, {"market-open": slow_rollback})
+    first = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    second = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))  # during the rollback: ignored
+    first.start()
+    second.start()
+    outcome = game.run()
+    first.join()
+    second.join()
+    assert outcome.verdict == "interrupted" and outcome.exit_code == 130
+    assert {r.phase.name: r.outcome for r in game.runs}["market-open"] == "interrupted"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

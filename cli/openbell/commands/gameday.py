@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from openbell.commands.output import OUTPUT_OPTION, Output, console, print_json, resolve
-from openbell.errors import SpecError, UnreachableError, UsageError
+from openbell.errors import OpenbellError, SpecError, UnreachableError, UsageError
 
 if TYPE_CHECKING:
     from openbell.gameday.events import Event
     from openbell.gameday.plan import Plan
     from openbell.gameday.runner import Gameday, PhaseRun, Where
+    from openbell.metrics.prometheus import PrometheusClient
     from openbell.slo.model import SLO
     from openbell.slo.verdict import Verdict
 
@@ -56,7 +57,8 @@ def gameday(
     slos = _check(plan, target)
     if target == "kubernetes" and not (prometheus and base_url):
         raise UsageError("--target kubernetes: --prometheus URL and --base-url URL are required")
-    run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    now = time.time()
+    run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now * 1000) % 1000:03d}Z"
     folder = (report or Path("build") / "gameday" / run_id).resolve()
     where = _where(target, home, prometheus, base_url, kube_context, namespace, fmt)
     doc, code = run_gameday(plan, slos, where, run_id, folder, fmt)
@@ -146,7 +148,8 @@ def run_gameday(plan: Plan, slos: list[SLO], where: Where, run_id: str, folder: 
     from openbell.metrics.prometheus import PrometheusClient
 
     folder.mkdir(parents=True, exist_ok=True)
-    client = PrometheusClient(where.prometheus_url)
+    # Short timeouts: the gate is asked every few seconds from the loop that also reaps and stops phases.
+    client = PrometheusClient(where.prometheus_url, timeout_s=5.0)
     try:
         client.build_info()
     except Exception as exc:
@@ -159,20 +162,26 @@ def run_gameday(plan: Plan, slos: list[SLO], where: Where, run_id: str, folder: 
     finally:
         screen.stop()
     screen.say("collecting the report from Prometheus")
-    doc = document(game, outcome, slos, folder)
+    try:
+        doc = document(game, outcome, slos, folder, client)
+    except (OpenbellError, KeyboardInterrupt) as exc:
+        # The verdict stands whatever happens to the plots: a report without them, saying why.
+        doc = document(game, outcome, slos, folder, None)
+        doc["report_error"] = f"plots and budgets could not be read from Prometheus: {exc!r}"
     write_report(doc, folder)
     return doc, outcome.exit_code
 
 
-def document(game: Gameday, outcome: Any, slos: list[SLO], folder: Path) -> dict[str, Any]:
+def document(game: Gameday, outcome: Any, slos: list[SLO], folder: Path,
+             client: PrometheusClient | None) -> dict[str, Any]:
+    """The report's data; without a client (Prometheus gone), the verdict, phases and events alone."""
     from openbell.gameday import collect
 
     start, end = game.started_at, game.finished_at
     scrape = _scrape_interval(game.where)
     step = collect.step_for(end - start + collect.LEAD_S, scrape)
-    client = game.gate.client
     specs = collect.platform_charts(slos, scrape) + collect.burn_charts(slos, game.plan.gate.severity)
-    charts = [collect.read_chart(client, s, start - collect.LEAD_S, end, step) for s in specs]
+    charts = [collect.read_chart(client, s, start - collect.LEAD_S, end, step) for s in specs] if client else []
     last = game.last_gate
     final_reasons = list(last.reasons) if last is not None and last.outcome == "fail" else []
     spend = list(last.figures.get("spend", [])) if last is not None else []
@@ -194,8 +203,8 @@ def document(game: Gameday, outcome: Any, slos: list[SLO], folder: Path) -> dict
         "phases": [r.to_dict(folder) for r in game.runs],
         "events": [e.to_dict() for e in sorted(game.events, key=lambda e: e.at)],
         "charts": charts,
-        "slos": collect.slo_table(game.gate, outcomes, end, folder),
-        "alerts": collect.fired_alerts(client, slos, start, end, step, folder),
+        "slos": collect.slo_table(game.gate, outcomes, end, folder) if client else [],
+        "alerts": collect.fired_alerts(client, slos, start, end, step, folder) if client else [],
         "artifacts": {"json": "gameday.json", "junit": "junit.xml", "html": "index.html",
                       "logs": {r.phase.name: str(r.to_dict(folder)["log"]) for r in game.runs if r.log is not None}},
     }

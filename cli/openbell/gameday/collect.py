@@ -18,7 +18,7 @@ from openbell.errors import OpenbellError
 from openbell.gameday.gate import GamedayGate
 from openbell.metrics.prometheus import PrometheusClient
 from openbell.slo.evaluate import evaluate
-from openbell.slo.model import SLO, LatencySLI
+from openbell.slo.model import SLO, LatencySLI, ThresholdSLI
 from openbell.slo.promql import error_ratio
 from openbell.slo.windows import window_pairs
 
@@ -74,10 +74,16 @@ def platform_charts(slos: list[SLO], scrape_s: float) -> list[ChartSpec]:
                                  f"scalar(sum(rate(gateway_messages_sent_total{{{g}}}[{w}])))"),)),
         ChartSpec("consumer-lag", "Enricher consumer lag (worst partition)", "s", "Kafka",
                   (("enricher lag", 'max(enricher_consumer_lag_seconds{job="enricher"})'),),
-                  (("SLO 50 ms", 0.05),) if lag is not None else ()),
+                  _bound(lag)),
         ChartSpec("gateway-lag", "Gateways' Kafka lag", "records", "Kafka",
                   (("{instance}", f"sum by (instance) (gateway_kafka_lag_records{{{g}}})"),)),
     ]
+
+
+def _bound(slo: SLO | None) -> tuple[tuple[str, float], ...]:
+    if slo is None or not isinstance(slo.sli, ThresholdSLI):
+        return ()
+    return ((f"SLO {slo.sli.bound * 1000:g} ms", slo.sli.bound),)
 
 
 def _threshold(slo: SLO | None, label: str) -> tuple[tuple[str, float], ...]:

@@ -21,7 +21,7 @@ import httpx
 
 from openbell.errors import OpenbellError
 from openbell.gameday.plan import Gate
-from openbell.metrics.prometheus import PrometheusClient, QueryError, QueryTimeout
+from openbell.metrics.prometheus import PrometheusClient
 from openbell.slo.evaluate import GroupResult, evaluate
 from openbell.slo.model import SLO
 from openbell.slo.promql import error_ratio
@@ -69,7 +69,7 @@ class GamedayGate:
             return Spend(slo.name, None, None, None)
         try:
             samples = self.client.query(error_ratio(slo, math.ceil(elapsed)), at=now)
-        except (QueryError, QueryTimeout):
+        except OpenbellError:  # refused, timed out or unreachable: no figure (the checks count blindness)
             return Spend(slo.name, None, None, None)
         values = [s.value for s in samples if math.isfinite(s.value)]
         if not values:
@@ -78,21 +78,29 @@ class GamedayGate:
         burn = ratio / slo.error_budget
         return Spend(slo.name, ratio, burn, burn * elapsed / slo.period_s)
 
-    def check(self, now: float, expected_burn: set[str]) -> Verdict:
-        """The gate's verdict now; never raises (an unanswerable Prometheus is inconclusive, then fail)."""
+    def check(self, now: float, expected_burn: set[str], severity: str | None = None) -> Verdict:
+        """The gate's verdict now; never raises. A Prometheus that cannot be asked, or that answers no SLO at
+        all (every query failing or timing out), is inconclusive; BLIND_LIMIT times in a row fails."""
         try:
-            verdict = self._check(now, expected_burn)
+            verdict = self._check(now, expected_burn, severity or self.rules.severity)
         except (OpenbellError, httpx.HTTPError) as exc:
-            self.blind += 1
-            if self.blind >= BLIND_LIMIT:
-                return Verdict("fail", (f"SLO gate blind: Prometheus could not be asked {self.blind} times in a row "
-                                        f"({exc})",), {"blind": self.blind})
-            return Verdict("inconclusive", (f"SLO gate could not be asked: {exc}",), {"blind": self.blind})
+            return self._blind(str(exc))
+        if verdict.figures.get("answered") == 0:
+            return self._blind("no SLO could be read (every query failed or timed out)")
         self.blind = 0
         return verdict
 
-    def _check(self, now: float, expected_burn: set[str]) -> Verdict:
-        _, results = evaluate(self.client, self.slos, self.rules.severity, at=now)
+    def _blind(self, why: str) -> Verdict:
+        self.blind += 1
+        if self.blind >= BLIND_LIMIT:
+            return Verdict("fail", (f"SLO gate blind: Prometheus could not be asked {self.blind} times in a row "
+                                    f"({why})",), {"blind": self.blind})
+        return Verdict("inconclusive", (f"SLO gate could not be asked: {why}",), {"blind": self.blind})
+
+    def _check(self, now: float, expected_burn: set[str], severity: str) -> Verdict:
+        _, results = evaluate(self.client, self.slos, severity, at=now)
+        answered = sum(1 for r in results if any(p.long_error_ratio is not None or p.short_error_ratio is not None
+                                                 for p in r.pairs))
         outcomes: list[Outcome] = []
         reasons: list[str] = []
         notes: list[str] = []
@@ -111,10 +119,10 @@ class GamedayGate:
             # No data for some SLO (an SLI nobody exercised) does not stop a gameday; it is reported.
             outcome = "pass"
         if outcome == "pass":
-            reasons.insert(0, f"{len(results)} SLO series within their {self.rules.severity} burn rates; every SLO "
+            reasons.insert(0, f"{len(results)} SLO series within their {severity} burn rates; every SLO "
                               f"within {self.rules.max_budget_consumed:.0%} of its budget")
         figures = {"spend": [s.to_dict() for s in spends], "burning_at_start": sorted(self.burning_at_start),
-                   "expected_burn": sorted(expected_burn), "notes": notes}
+                   "expected_burn": sorted(expected_burn), "notes": notes, "answered": answered}
         return Verdict(outcome, tuple(reasons), figures)
 
     def _judge(self, r: GroupResult, expected_burn: set[str]) -> tuple[Outcome, list[str]]:

@@ -5,7 +5,7 @@ apiVersion: openbell/v1
 kind: Gameday
 metadata: {name: opening-bell, description: ...}
 spec:
-  slo: [slo/]                       # the SLOs the gameday gate judges (paths, relative to the plan's folder's parent)
+  slo: [slo/]                       # the SLOs the gameday gate judges (from the working directory, else gamedays/..)
   gate: {severity: page, interval: 5s, max_budget_consumed: 0.05}
   phases:
     - name: market-open
@@ -178,6 +178,8 @@ class _Reader:
             return default
         if allow_zero and value in (0, "0", "0s"):
             return 0.0
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise self.fail(f"{where}.{key}", f"expected a duration such as 30s or 5m, got {_kind(value)}")
         try:
             return parse_duration_s(value)
         except ValueError as exc:
@@ -207,6 +209,8 @@ class _Reader:
     def string_map(self, raw: dict[str, Any], key: str, where: str) -> dict[str, str]:
         value = self.mapping(raw.get(key), f"{where}.{key}")
         for k, v in value.items():
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(k)):
+                raise self.fail(f"{where}.{key}.{k}", "expected a name of letters, digits and _")
             if isinstance(v, bool) or not isinstance(v, str | int | float):
                 raise self.fail(f"{where}.{key}.{k}", f"expected a string or number, got {_kind(v)}")
         return {str(k): f"{v:g}" if isinstance(v, float) else str(v) for k, v in value.items()}
@@ -248,8 +252,10 @@ def parse_plan(doc: Any, path: Path) -> Plan:
     description = r.text(meta, "description", "metadata", default="")
     spec = r.mapping(top.get("spec"), "spec")
     r.known(spec, "spec", ("slo", "gate", "phases"))
-    base = path.resolve().parent.parent if path.resolve().parent.name == "gamedays" else path.resolve().parent
-    slo_paths = tuple(base / p for p in r.names(spec.get("slo", ["slo"]), "spec.slo"))
+    slo_names = r.names(spec.get("slo", ["slo"]), "spec.slo")
+    if not slo_names:
+        raise r.fail("spec.slo", "expected at least one SLO file or folder: the gate judges the gameday by them")
+    slo_paths = tuple(_relative(path, p) for p in slo_names)
     gate = _gate(r, r.mapping(spec.get("gate"), "spec.gate"))
     raw_phases = spec.get("phases")
     if not isinstance(raw_phases, list) or not raw_phases:
@@ -259,6 +265,20 @@ def parse_plan(doc: Any, path: Path) -> Plan:
         phases.append(_phase(r, r.mapping(raw, f"spec.phases[{i}]"), f"spec.phases[{i}]", phases))
     _check_starts(r, phases)
     return Plan(name, description, path, slo_paths, gate, tuple(phases))
+
+
+def _relative(plan: Path, name: str) -> Path:
+    """A path in a plan: as given when absolute; else from the working directory (as Chaos Toolkit experiments
+    name theirs) when it exists there, else from the project the plan belongs to (gamedays/'s parent)."""
+    path = Path(name)
+    if path.is_absolute():
+        return path
+    here = plan.resolve().parent
+    project = here.parent if here.name == "gamedays" else here
+    for candidate in (Path.cwd() / path, project / path):
+        if candidate.exists():
+            return candidate.resolve()
+    return project / path
 
 
 def _gate(r: _Reader, raw: dict[str, Any]) -> Gate:
@@ -294,8 +314,20 @@ def _phase(r: _Reader, raw: dict[str, Any], where: str, earlier: list[Phase]) ->
         action = SloPhase(r.choice(body, "severity", f"{where}.slo", ("page", "ticket"), "page"))  # type: ignore[arg-type]
     start = _start(r, r.mapping(raw.get("start"), f"{where}.start"), f"{where}.start", earlier)
     burn = r.names(raw.get("expected_burn", []), f"{where}.expected_burn")
-    return Phase(name, kind, action, start, r.text(raw, "description", where, default=""), burn,
-                 r.duration(raw, "timeout", where))
+    if kind == "slo" and "timeout" in raw:
+        raise r.fail(f"{where}.timeout", "an slo phase is one evaluation: it takes no timeout")
+    timeout = r.duration(raw, "timeout", where, default=default_timeout_s(action))
+    return Phase(name, kind, action, start, r.text(raw, "description", where, default=""), burn, timeout)
+
+
+def default_timeout_s(action: Action) -> float | None:
+    """Without `timeout`: a canary gets every step's hold and extension twice over plus its promotion, an
+    experiment 15 minutes; a load run ends when its profile does (k6 stops itself)."""
+    if isinstance(action, CanaryPhase):
+        return 2 * len(action.steps) * (action.hold_s + action.max_extension_s) + 300.0
+    if isinstance(action, ChaosPhase):
+        return 900.0
+    return None
 
 
 def _load(r: _Reader, raw: dict[str, Any], where: str) -> LoadPhase:
@@ -377,6 +409,8 @@ def check_references(plan: Plan, target: str, slo_names: set[str], profiles: lis
                 raise r.fail(f"{where}.expected_burn", f"{name!r} is not an SLO of {_paths(plan)}; expected one of "
                              f"{', '.join(sorted(slo_names))}")
         a = phase.action
+        if isinstance(a, LoadPhase) and a.profile.endswith(".js") and not Path(a.profile).is_file():
+            raise r.fail(f"{where}.load.profile", f"no such k6 script: {a.profile}")
         if isinstance(a, LoadPhase) and not a.profile.endswith(".js") and a.profile not in profiles:
             raise r.fail(f"{where}.load.profile",
                          f"unknown profile {a.profile!r}; expected one of {', '.join(profiles)}")

@@ -104,6 +104,7 @@ class Gameday:
     interrupted: bool = False
     failures: list[str] = field(default_factory=list)
     last_gate: Verdict | None = None
+    _signal_count: int = 0
 
     # -- the loop ------------------------------------------------------------------------------------
 
@@ -119,10 +120,12 @@ class Gameday:
         self.gate_checks.append({"at": self.clock(), "outcome": baseline.outcome, "baseline": True,
                                  "reasons": list(baseline.reasons)})
         next_gate = self.clock()
-        with _interrupts_raise():
+        with self._signals():
             try:
                 while any(r.state != "done" for r in self.runs):
                     now = self.clock()
+                    if self._signal_count and not self.interrupted:
+                        self._interrupt()
                     self._reap(now)
                     if now >= next_gate and not self.stopping:
                         next_gate = now + self.plan.gate.interval_s
@@ -133,16 +136,38 @@ class Gameday:
                         self._start_due(now)
                     self.listener.tick(self.runs, self.last_gate, now)
                     time.sleep(self.poll_s)
-            except KeyboardInterrupt:
-                self.interrupted = True
-                self.stopping = "interrupted (Ctrl-C or SIGTERM)"
-                self._event(None, "interrupt", "interrupted: stopping every running phase (rollbacks run first)",
-                            "critical")
-                with _interrupts_ignored():
+            except BaseException as exc:
+                # Whatever broke here (a tool that would not start, a screen that lost its pipe), nothing we
+                # started may outlive us: stop every running phase the same way a failure does, then re-raise.
+                self._fail(f"the gameday itself failed: {exc!r}")
+                with contextlib.suppress(BaseException):
                     self._drain()
+                raise
         self.finished_at = self.clock()
         self._event(None, "gameday-end", f"gameday {self.plan.name} ended")
         return self._outcome()
+
+    def _interrupt(self) -> None:
+        self.interrupted = True
+        self.stopping = "interrupted (Ctrl-C or SIGTERM)"
+        self._event(None, "interrupt", "interrupted: stopping every running phase (rollbacks run first); "
+                    "further Ctrl-C is ignored until they are done", "critical")
+
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        """Ctrl-C and SIGTERM only set a flag the loop reads: a signal can never land half way through
+        starting or stopping a phase, and a second one cannot cut the rollbacks short."""
+        self._signal_count = 0
+
+        def handler(signum: int, frame: object) -> None:
+            self._signal_count += 1
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
 
     def _drain(self) -> None:
         while any(r.state != "done" for r in self.runs):
@@ -187,11 +212,17 @@ class Gameday:
         run.stdout = self.workdir / "phases" / f"{run.phase.name}.json"
         run.log = self.workdir / "phases" / f"{run.phase.name}.log"
         argv = self.argv(run.phase)
-        with open(run.stdout, "wb") as out, open(run.log, "wb") as err:
-            err.write(("$ " + " ".join(argv[1:]) + "\n").encode())
-            err.flush()
-            run.proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                        start_new_session=True, env=self._env())
+        try:
+            with open(run.stdout, "wb") as out, open(run.log, "wb") as err:
+                err.write(("$ " + " ".join(argv[1:]) + "\n").encode())
+                err.flush()
+                run.proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                            start_new_session=True, env=self._env())
+        except OSError as exc:
+            run.state, run.finished_at, run.outcome = "done", self.clock(), "error"
+            run.reason = f"could not start {argv[0]}: {exc}"
+            self._event(run.phase.name, "phase-end", f"{run.phase.name}: error — {run.reason}", "critical")
+            self._fail(f"{run.phase.name} could not run: {run.reason}")
 
     def _env(self) -> dict[str, str]:
         env = {**os.environ, "COLUMNS": "160", "OPENBELL_PROGRESS_LINES": "1"}
@@ -254,6 +285,10 @@ class Gameday:
 
     def _reap(self, now: float) -> None:
         for run in self.runs:
+            if run.state == "running" and run.proc is None and not isinstance(run.phase.action, SloPhase):
+                run.state, run.finished_at, run.outcome = "done", now, "error"
+                run.reason = "its process was never started"
+                continue
             if run.state == "running":
                 self._tail(run)
             if run.state == "running" and run.proc is not None and run.proc.poll() is not None:
@@ -293,12 +328,13 @@ class Gameday:
         sev = {"pass": "info", "stopped": "warning", "interrupted": "warning"}.get(outcome, "critical")
         self._event(run.phase.name, "phase-end", f"{run.phase.name}: {outcome}" + (f" — {run.reason}" if run.reason
                                                                                      else ""), sev)
-        if outcome in ("fail", "error") and run.signalled_at is None:
-            self._fail(f"{run.phase.name} {'failed' if outcome == 'fail' else 'could not run'}: {run.reason}")
+        if outcome != "pass" and run.signalled_at is None:
+            what = {"fail": "failed", "error": "could not run"}.get(outcome, f"ended {outcome}")
+            self._fail(f"{run.phase.name} {what}: {run.reason}")
 
     def _slo_phase(self, run: PhaseRun, now: float) -> None:
         assert isinstance(run.phase.action, SloPhase)
-        verdict = self.gate.check(now, self.expected_burn())
+        verdict = self.gate.check(now, self.expected_burn(), run.phase.action.severity)
         self.last_gate = verdict
         self.gate_checks.append({"at": now, "outcome": verdict.outcome, "reasons": list(verdict.reasons)})
         run.state, run.finished_at, run.exit_code = "done", self.clock(), 0 if verdict.passed else 1
@@ -339,10 +375,23 @@ class Gameday:
                     self._signal(run, now)
                 elif now - run.signalled_at > self.grace_s and run.proc is not None and run.proc.poll() is None:
                     self._event(run.phase.name, "kill", f"{run.phase.name}: did not stop within {self.grace_s:g}s; "
-                                "killed", "critical")
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(run.proc.pid, signal.SIGKILL)
+                                "killed with what it started", "critical")
+                    kill_tree(run.proc.pid)
                     run.proc.wait()
+                    if isinstance(run.phase.action, CanaryPhase):
+                        self._abort_canary(run.phase.action)
+
+    def _abort_canary(self, canary: CanaryPhase) -> None:
+        """A canary killed mid-rollout left its state behind: `canary abort` rolls it back from outside."""
+        argv = [sys.executable, "-m", "openbell", "--output", "json", "canary", "abort", canary.service,
+                "--target", self.where.target, *self._kube_args(with_prometheus=True)]
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=self.grace_s, env=self._env(),
+                                  stdin=subprocess.DEVNULL)
+            self._event(None, "rollback", f"canary abort {canary.service}: exit {done.returncode}",
+                        "critical" if done.returncode not in (0, 1) else "warning")
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            self._event(None, "rollback", f"canary abort {canary.service} failed: {exc}", "critical")
 
     def _signal(self, run: PhaseRun, now: float) -> None:
         run.signalled_at = now
@@ -369,8 +418,10 @@ class Gameday:
             code = 3 if any(r.exit_code == 3 for r in errors) else 1
             return Outcome("error", code, self.failures[0] if self.failures else errors[0].reason,
                            self.failures or [errors[0].reason])
-        if self.failures:
-            return Outcome("fail", 1, self.failures[0], self.failures)
+        failed = [f"{r.phase.name}: {r.outcome}" for r in self.runs if r.outcome != "pass"]
+        if self.failures or failed:
+            reasons = self.failures or failed
+            return Outcome("fail", 1, reasons[0], reasons)
         return Outcome("pass", 0, f"every phase passed and the SLO gate held ({len(self.runs)} phases)",
                        [f"{r.phase.name}: pass" for r in self.runs])
 
@@ -380,7 +431,7 @@ class Gameday:
 def judge_phase(phase: Phase, code: int, result: dict[str, Any] | None, log: Path | None) -> tuple[str, str]:
     """A child's exit code and JSON -> the phase's outcome and one-line reason."""
     a = phase.action
-    if code in (2, 3) or code < 0 or (result is None and code not in (0, 1, 130)):
+    if code in (2, 3) or code < 0 or (result is None and code != 130):
         return "error", _last_line(log) or f"exit {code}"
     if code == 130:
         return "interrupted", "interrupted"
@@ -396,7 +447,10 @@ def judge_phase(phase: Phase, code: int, result: dict[str, Any] | None, log: Pat
         r = result or {}
         if code == 0:
             return "pass", f"{r.get('version', a.version)} promoted: {r.get('reason') or 'every step passed'}"
-        return "fail", f"rolled back at step {r.get('step', '?')} ({r.get('weight', '?')}%): {r.get('reason', '')}"
+        steps = (r.get("policy") or {}).get("steps") or []
+        step = r.get("step")
+        weight = steps[step - 1] if isinstance(step, int) and 0 < step <= len(steps) else r.get("weight", "?")
+        return "fail", f"rolled back at step {step or '?'} ({weight}%): {r.get('reason', '')}"
     verdict = (result or {}).get("verdict") or {}
     reasons = "; ".join(verdict.get("reasons") or [])
     return ("pass" if code == 0 else "fail"), reasons or f"chaos exited {code}"
@@ -508,24 +562,20 @@ def _last_line(log: Path | None) -> str:
     return lines[-1] if lines else ""
 
 
-@contextlib.contextmanager
-def _interrupts_raise() -> Iterator[None]:
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextlib.contextmanager
-def _interrupts_ignored() -> Iterator[None]:
-    """While the phases roll back: a second Ctrl-C (or SIGTERM) must not leave traffic on a canary."""
-    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and every descendant, also those in sessions of their own (k6, chaostoolkit)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    for member in tree:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(member, signal.SIGKILL)
