@@ -168,6 +168,7 @@ def run_gameday(plan: Plan, slos: list[SLO], where: Where, run_id: str, folder: 
         # The verdict stands whatever happens to the plots: a report without them, saying why.
         doc = document(game, outcome, slos, folder, None)
         doc["report_error"] = f"plots and budgets could not be read from Prometheus: {exc!r}"
+        doc["verdict"]["reasons"] = [*doc["verdict"]["reasons"], f"(report: {doc['report_error']})"]
     write_report(doc, folder)
     return doc, outcome.exit_code
 
