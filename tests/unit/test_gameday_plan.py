@@ -368,3 +368,13 @@ def test_ctrl_c_stops_every_phase_and_ends_interrupted(tmp_path: Path) -> None:
     assert outcome.verdict == "interrupted" and outcome.exit_code == 130
     assert {r.phase.name: r.outcome for r in game.runs}["market-open"] == "interrupted"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_kubernetes_takes_its_own_default_plan_and_needs_prometheus_and_an_entry_point() -> None:
+    from openbell.errors import UsageError
+
+    result = CliRunner().invoke(app, ["gameday", "--target", "kubernetes"])
+    assert isinstance(result.exception, UsageError)  # the Kubernetes plan resolved; the URLs are missing
+    assert "--prometheus URL and --base-url URL are required" in str(result.exception)
+    result = CliRunner().invoke(app, ["gameday", "--target", "kubernetes", "--plan", str(DEFAULT)])
+    assert isinstance(result.exception, SpecError) and "no kubernetes experiment" in str(result.exception)

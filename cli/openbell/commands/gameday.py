@@ -21,12 +21,14 @@ if TYPE_CHECKING:
     from openbell.slo.verdict import Verdict
 
 DEFAULT_PLAN = Path("gamedays/opening-bell.yaml")
+DEFAULT_KUBERNETES_PLAN = Path("gamedays/opening-bell-kubernetes.yaml")
 WARMUP_S = 45.0
 
 
 def gameday(
     ctx: typer.Context,
-    plan_path: Path = typer.Option(DEFAULT_PLAN, "--plan", "-p", help="The gameday plan (YAML)."),
+    plan_path: Path | None = typer.Option(None, "--plan", "-p", help="The gameday plan (YAML) [gamedays/opening-"
+                                          "bell.yaml; with --target kubernetes, opening-bell-kubernetes.yaml]."),
     target: str = typer.Option("sandbox", "--target", "-t", help="sandbox (brought up if needed) or kubernetes."),
     report: Path | None = typer.Option(None, "--report", help="Report folder [build/gameday/<run id>]."),
     junit: Path | None = typer.Option(None, "--junit", help="Also write the JUnit XML here (a case per phase)."),
@@ -51,7 +53,7 @@ def gameday(
     fmt = resolve(ctx, output)
     if target not in ("sandbox", "kubernetes"):
         raise SpecError("--target", target, "expected sandbox or kubernetes")
-    plan = load_plan(plan_path)
+    plan = load_plan(plan_path or (DEFAULT_PLAN if target == "sandbox" else DEFAULT_KUBERNETES_PLAN))
     if canary_version is not None:
         plan = _with_version(plan, canary_version)
     slos = _check(plan, target)
