@@ -39,13 +39,17 @@ class Sandbox:
 
     def status(self) -> dict[str, Any]:
         done = openbell("sandbox", "status", "--output", "json", home=self.home, timeout_s=60)
+        if not done.stdout.strip().startswith("{"):
+            raise AssertionError(f"sandbox status printed no JSON (exit {done.returncode}): {done.stderr[-3000:]}")
         return dict(json.loads(done.stdout))
 
     def pid(self, component: str) -> int:
-        for row in self.status()["components"]:
-            if row["name"] == component:
-                return int(row["pid"])
-        raise KeyError(component)
+        """The pid the sandbox recorded for `component` (its state file: no health probes on the way)."""
+        state = json.loads((self.home / "sandbox.json").read_text())
+        try:
+            return int(state["processes"][component]["pid"])
+        except KeyError:
+            raise KeyError(component) from None
 
     def up(self) -> dict[str, Any]:
         """`sandbox up` again: restarts whatever is not running, keeps the rest."""
