@@ -97,7 +97,7 @@ def test_a_malformed_plan_names_the_field(path: str, value: Any, field: str, exp
 
 def test_references_name_the_field() -> None:
     plan = load_plan(DEFAULT)
-    with pytest.raises(SpecError, match=r"spec.phases\[0\].expected_burn: 'kafka-consumer-lag' is not an SLO"):
+    with pytest.raises(SpecError, match=r"spec.phases\[3\].expected_burn: 'kafka-consumer-lag' is not an SLO"):
         check_references(plan, "sandbox", {"api-errors"}, ["nyse-open"], ["gateway-replica-loss", "kafka-broker-loss"])
     with pytest.raises(SpecError, match=r"spec.phases\[0\].load.profile: unknown profile 'nyse-open'"):
         check_references(plan, "sandbox", {"kafka-consumer-lag"}, ["soak"], ["gateway-replica-loss",
