@@ -172,11 +172,11 @@ def test_child_events_carry_the_canary_and_chaos_timelines() -> None:
     assert [(e.kind, e.severity) for e in events] == [("step", "info"), ("rollback", "critical")]
     chaos = {"timeline": [
         {"phase": "steady-state-before", "type": "probe", "name": "slo-gate", "status": "succeeded",
-         "start": "2026-11-22T12:00:00", "tolerance_met": True},
+         "start": 1795000000.0, "tolerance_met": True},
         {"phase": "method", "type": "action", "name": "kill-9-kafka", "status": "succeeded",
-         "start": "2026-11-22T12:00:01"},
+         "start": 1795000001.0},
         {"phase": "rollbacks", "type": "action", "name": "restart-kafka", "status": "failed",
-         "start": "2026-11-22T12:00:09"}],
+         "start": 1795000009.0}],
         "verdict": {"figures": {"safeguard": {"tripped": True, "reason": "burning", "signalled_at": 1795000005.0}}}}
     events = child_events(_phase("chaos"), chaos)
     assert [(e.kind, e.severity) for e in events] == [("fault", "warning"), ("rollback", "critical"),
@@ -196,7 +196,7 @@ def test_phase_command_lines(tmp_path: Path) -> None:
     game = _game(tmp_path)
     plan = game.plan
     load = game.argv(plan.phases[0])
-    assert load[3:] [:4] == ["--output", "json", "load", "run"][:4] or load[3:7] == ["--output", "json", "load", "run"]
+    assert load[3:7] == ["--output", "json", "load", "run"]
     assert "--no-gate" in load and load[load.index("--target") + 1] == "sandbox"
     assert load[load.index("--time-scale") + 1] == "0.05"
     canary = game.argv(plan.phases[1])

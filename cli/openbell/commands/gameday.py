@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ import typer
 
 from openbell.commands.output import OUTPUT_OPTION, Output, console, print_json, resolve
 from openbell.errors import OpenbellError, SpecError, UnreachableError, UsageError
+from openbell.gameday.events import Listener  # stdlib only: the screen subclasses it
 
 if TYPE_CHECKING:
     from openbell.gameday.events import Event
@@ -188,11 +190,8 @@ def document(game: Gameday, outcome: Any, slos: list[SLO], folder: Path,
     last = game.last_gate
     final_reasons = list(last.reasons) if last is not None and last.outcome == "fail" else []
     spend = list(last.figures.get("spend", [])) if last is not None else []
+    # Once the gate fails nothing asks it again, so the last verdict is the one that stopped the gameday.
     outcomes = collect.final_outcomes(final_reasons, slos, spend)
-    for reason in game.failures:
-        for slo in slos:
-            if slo.name in reason and reason.startswith("SLO gate"):
-                outcomes[slo.name] = "fail"
     return {
         "schema": "openbell/gameday/v1", "gameday": game.plan.name, "description": game.plan.description,
         "plan": str(game.plan.path), "target": game.where.target, "run_id": game.run_id,
@@ -209,7 +208,7 @@ def document(game: Gameday, outcome: Any, slos: list[SLO], folder: Path,
         "slos": collect.slo_table(game.gate, outcomes, end, folder) if client else [],
         "alerts": collect.fired_alerts(client, slos, start, end, step, folder) if client else [],
         "artifacts": {"json": "gameday.json", "junit": "junit.xml", "html": "index.html",
-                      "logs": {r.phase.name: str(r.to_dict(folder)["log"]) for r in game.runs if r.log is not None}},
+                      "logs": {r.phase.name: os.path.relpath(r.log, folder) for r in game.runs if r.log is not None}},
     }
 
 
@@ -242,9 +241,6 @@ def write_report(doc: dict[str, Any], folder: Path) -> None:
                             f"held over {doc['gate']['checks']} checks"))
     (folder / "junit.xml").write_text(junit.render(f"openbell gameday {doc['gameday']}", cases))
     write_html(doc, folder)
-
-
-from openbell.gameday.events import Listener  # noqa: E402 - stdlib only: the screen subclasses it
 
 
 def escape(text: str) -> str:

@@ -162,11 +162,11 @@ def slo_table(gate: GamedayGate, final: dict[str, str], end: float, report_dir: 
     except OpenbellError:
         pass
     for slo in gate.slos:
-        spend = gate.spend(slo, end)
+        spend = gate.spend(slo, end).to_dict()
         rows.append({
             "name": slo.name, "service": slo.service, "objective": slo.objective_ratio, "period_s": slo.period_s,
-            "error_budget": slo.error_budget, "gated": True, "error_ratio": spend.to_dict()["error_ratio"],
-            "burn_rate": spend.to_dict()["burn_rate"], "budget_consumed": spend.to_dict()["budget_consumed"],
+            "error_budget": slo.error_budget, "gated": True, "error_ratio": spend["error_ratio"],
+            "burn_rate": spend["burn_rate"], "budget_consumed": spend["budget_consumed"],
             "budget_remaining": remaining.get(slo.name), "outcome": final.get(slo.name, "inconclusive"),
             "runbook": runbook_link(slo, report_dir), "note": _note(remaining.get(slo.name))})
     return rows

@@ -259,23 +259,21 @@ class Gameday:
                     "--on-inconclusive", a.on_inconclusive, "--target", w.target, *slos, "--junit", junit]
             for key, value in a.sandbox_faults.items():
                 argv += ["--sandbox-fault", f"{key}={value}"]
-            return argv + self._kube_args(with_prometheus=True)
+            return argv + self._kube_args()
         assert isinstance(a, ChaosPhase)
         argv = [*base, "chaos", "run", a.experiment, "--target", w.target, "--junit", junit,
                 "--journal", str(self.workdir / "phases" / f"{phase.name}.journal.json")]
-        return argv + self._kube_args(with_prometheus=True)
+        return argv + self._kube_args()
 
-    def _kube_args(self, with_prometheus: bool) -> list[str]:
+    def _kube_args(self) -> list[str]:
         w = self.where
         if w.target != "kubernetes":
             return []
-        args = []
+        args = ["--prometheus", w.prometheus_url]
         if w.kube_context:
             args += ["--context", w.kube_context]
         if w.namespace:
             args += ["--namespace", w.namespace]
-        if with_prometheus:
-            args += ["--prometheus", w.prometheus_url]
         return args
 
     def version(self, canary: CanaryPhase) -> str:
@@ -384,7 +382,7 @@ class Gameday:
     def _abort_canary(self, canary: CanaryPhase) -> None:
         """A canary killed mid-rollout left its state behind: `canary abort` rolls it back from outside."""
         argv = [sys.executable, "-m", "openbell", "--output", "json", "canary", "abort", canary.service,
-                "--target", self.where.target, *self._kube_args(with_prometheus=True)]
+                "--target", self.where.target, *self._kube_args()]
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=self.grace_s, env=self._env(),
                                   stdin=subprocess.DEVNULL)
@@ -527,19 +525,8 @@ def child_events(phase: Phase, result: dict[str, Any] | None) -> list[Event]:
 
 
 def _epoch(value: Any) -> float | None:
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str) and value:
-        from datetime import UTC, datetime
-
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return parsed.timestamp()
-    return None
+    """A time from the child's JSON: the chaos journal reader already gives unix seconds."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _read_json(path: Path | None) -> dict[str, Any] | None:
