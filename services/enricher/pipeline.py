@@ -40,9 +40,10 @@ from services.enricher.store import Writer
 POLL_TIMEOUT_S = 0.005  # idle wait; also bounds how late delivery reports are served
 BATCH_MAX = 1000  # records drained per loop once one has arrived (no waiting for a batch to fill)
 COMMIT_INTERVAL_S = 0.1
-LAG_INTERVAL_S = 0.15
+LAG_INTERVAL_S = 0.1  # the lag gauge is refreshed this often (it reports the worst lag of the interval)
 ADMIN_REBUILD_S = 5.0
-WATERMARK_WAIT_S = 0.1  # with LAG_INTERVAL_S, the gauge is refreshed at least every 250 ms
+WATERMARK_WAIT_S = 0.25  # a slower answer is not an outage: the sample goes without it (see BLIND_AFTER_S)
+BLIND_AFTER_S = 1.0  # no high watermark and no record for this long: count the time as lag (an outage)
 FLUSH_TIMEOUT_S = 10.0
 DELIVERY_TIMEOUT_MS = 300_000
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -72,8 +73,11 @@ class Metrics:
         self.processing = Histogram("enricher_processing_seconds", "consume -> publish acknowledged",
                                     ["version"], buckets=LATENCY_BUCKETS_S, registry=registry).labels(version)
         self.lag = Gauge("enricher_consumer_lag_seconds",
-                         "0 at the high watermark, else now - timestamp of the last consumed record",
-                         ["topic", "partition", "version"], registry=registry)
+                         "worst consumer lag over the last 0.1 s: age of the oldest tick not yet consumed, "
+                         "0 at the high watermark", ["topic", "partition", "version"], registry=registry)
+        self.consume_latency = Histogram("enricher_consume_latency_seconds",
+                                         "tick age when consumed: consume time - the record's timestamp",
+                                         ["version"], buckets=LATENCY_BUCKETS_S, registry=registry).labels(version)
 
 
 @dataclass(slots=True)
@@ -106,6 +110,17 @@ class PartitionState:
     start_offset: int | None = None  # the group's committed offset at assignment (set by the lag thread)
     lost: bool = False  # taken away without a handoff (we fell out of the group); still reported as lag
     last_record_s: float | None = None  # Kafka timestamp of the last consumed record, Unix seconds
+    # Worst age of a record at the moment it was consumed, since the lag thread last took it (pipeline thread
+    # writes, lag thread swaps it for 0: a float store is atomic under the GIL).
+    consumed_lag_s: float = 0.0
+    consumed_at: float = 0.0  # time.time() of the last consumed record
+    # Lag thread only: the last high watermark answer, and since when the first unconsumed offset is known
+    # to exist (its lag is at least the time since then).
+    high: int | None = None
+    high_at: float | None = None
+    pending_offset: int | None = None
+    pending_since: float = 0.0
+    current_at: float = 0.0  # when the position was last seen at the high watermark
 
 
 def kafka_logger() -> logging.Logger:
@@ -139,17 +154,17 @@ class Pipeline:
             "auto.offset.reset": "earliest",  # a new group starts from the beginning: nothing produced is skipped
             "session.timeout.ms": 6000,  # a crashed instance's partitions move within seconds
             "heartbeat.interval.ms": 1500,
-            # A fetch is answered after 5 ms or at 16 KB: a few ticks per request rather than one, which
-            # is most of the broker's CPU at these rates, for at most 5 ms on the tick-to-trader path.
-            "fetch.wait.max.ms": 5,
-            "fetch.min.bytes": 16384,
+            # A long poll: the broker answers as soon as a tick lands (the feed appends a pace's ticks at
+            # once, so one answer per append), else after 100 ms. No tick waits for a timer here.
+            "fetch.wait.max.ms": 100,
+            "fetch.min.bytes": 1,
         })
         self.producer = Producer({
             **common,
             "client.id": "openbell-enricher",
             "enable.idempotence": True,
             "acks": "all",
-            "linger.ms": 2,
+            "linger.ms": 1,  # a fetch's records are produced within a millisecond: one request for them
             "message.timeout.ms": DELIVERY_TIMEOUT_MS,
             "partitioner": "murmur2_random",
         })
@@ -254,8 +269,9 @@ class Pipeline:
                 first = consumer.poll(POLL_TIMEOUT_S)
                 if first is not None:
                     batch = [first, *consumer.consume(BATCH_MAX, 0)]
+                    now = time.time()
                     for msg in batch:
-                        self._handle(msg)
+                        self._handle(msg, now)
                     self.m.consumed.inc(len(batch))
                 producer.poll(0)
                 if time.monotonic() >= next_commit:
@@ -273,7 +289,7 @@ class Pipeline:
             consumer.close()
             log.info("pipeline stopped (%d records unacknowledged)", left)
 
-    def _handle(self, msg: Message) -> None:
+    def _handle(self, msg: Message, now: float) -> None:
         err = msg.error()
         if err is not None:
             if err.code() != KafkaError._PARTITION_EOF:
@@ -287,7 +303,14 @@ class Pipeline:
         part.inflight.append(entry)
         part.next_offset = offset + 1
         _, ts_ms = msg.timestamp()
-        part.last_record_s = ts_ms / 1000 if ts_ms > 0 else time.time()
+        ts = ts_ms / 1000 if ts_ms > 0 else now
+        part.last_record_s = ts
+        # How far behind the consumer was for this record: exact, from the tick's own timestamp.
+        age = max(0.0, now - ts)
+        self.m.consume_latency.observe(age)
+        if age > part.consumed_lag_s:
+            part.consumed_lag_s = age
+        part.consumed_at = now
         value = self._enrich(msg.value())
         if value is None:
             entry.done = True
@@ -360,13 +383,16 @@ class Pipeline:
     # --- lag ----------------------------------------------------------------------------------------------------
 
     def _lag_loop(self) -> None:
-        """Every LAG_INTERVAL_S set each partition's lag: 0 at the high watermark, else the last record's age.
+        """Every LAG_INTERVAL_S set each partition's lag gauge to `sample_lag` (the worst lag of the interval).
 
         High watermarks come from an admin ListOffsets request whose wait is bounded here (the consumer's own
-        watermark query can hang past its timeout while a broker restarts). No answer in time counts as
-        behind, so an outage shows as a growing lag rather than a frozen gauge.
+        watermark query can hang past its timeout while a broker restarts). A sample without an answer is
+        not counted as behind at once (a slow answer on a busy machine is not an outage); one that lasts
+        BLIND_AFTER_S with no record consumed is, so an outage shows as a growing lag, not a frozen gauge.
         """
-        while not self._lag_stop.wait(LAG_INTERVAL_S):
+        next_at = time.monotonic() + LAG_INTERVAL_S
+        while not self._lag_stop.wait(max(0.0, next_at - time.monotonic())):
+            next_at = max(next_at + LAG_INTERVAL_S, time.monotonic())
             parts = list(self.partitions.items())
             if not parts:
                 continue
@@ -389,8 +415,9 @@ class Pipeline:
                         if part is not None:
                             part.start_offset = max(0, tp.offset)  # no commit yet: from the beginning
             except (KafkaException, FutureTimeout, ValueError) as exc:
-                # Partitions without an answer count as behind. After a broker restart librdkafka's admin client
-                # can keep failing with FENCED_LEADER_EPOCH (stale metadata it never refreshes): rebuild it.
+                # Partitions without an answer go without one this time. After a broker restart librdkafka's
+                # admin client can keep failing with FENCED_LEADER_EPOCH (stale metadata it never refreshes):
+                # rebuild it.
                 if isinstance(exc, KafkaException) and time.monotonic() - self._admin_built > ADMIN_REBUILD_S:
                     self._admin = AdminClient(self._admin_config)
                     self._admin_built = time.monotonic()
@@ -399,14 +426,41 @@ class Pipeline:
                     log.warning("high watermarks unknown: %r", exc)
             now = time.time()
             for p, part in parts:
-                high = highs.get(p)
                 position = part.next_offset if part.next_offset is not None else part.start_offset
-                if high is not None and position is not None and not part.lost and position >= high:
-                    lag = 0.0
-                elif part.last_record_s is not None:
-                    lag = max(0.0, now - part.last_record_s)
-                else:
-                    lag = now - part.assigned_at  # nothing consumed yet since assignment
+                lag = sample_lag(part, highs.get(p), position, now)
                 if self.partitions.get(p) is not part:
                     continue  # revoked meanwhile: do not bring its series back
                 self.m.lag.labels(self.in_topic, str(p), self.m.version).set(lag)
+
+
+def sample_lag(part: PartitionState, high: int | None, position: int | None, now: float,
+               blind_after_s: float = BLIND_AFTER_S) -> float:
+    """The partition's lag in seconds for the interval ending at `now` (Unix seconds); updates `part`.
+
+    The lag at an instant is the age of the oldest record not yet consumed (0 when the consumer is at the
+    high watermark). Two bounds are combined, the worse counting:
+    - every record consumed in the interval: its age when consumed (exact, `part.consumed_lag_s`);
+    - the first record not yet consumed: it is known to exist since the first high watermark answer that
+      was past it, so its lag is at least the time since then (0 at the answer that first shows it).
+    Comparing the position with the high watermark alone and reporting the last consumed record's age
+    (what this gauge did first) calls the gap between two ticks "lag": a partition with a tick every
+    60 ms read 60 ms behind whenever a new tick had landed and not yet been fetched, 10-20% of the time.
+    Without an answer (broker away, partitions lost) the lag is unknown: it counts as the time since the
+    partition was last known current, once that exceeds `blind_after_s` (or at once for lost partitions).
+    """
+    consumed, part.consumed_lag_s = part.consumed_lag_s, 0.0
+    if not part.lost and high is not None and position is not None:
+        if position >= high:
+            part.pending_offset = None
+            part.current_at = now
+            pending = 0.0
+        else:
+            if part.pending_offset != position:
+                existed = part.high is not None and part.high > position and part.high_at is not None
+                part.pending_offset = position
+                part.pending_since = part.high_at if existed and part.high_at is not None else now
+            pending = now - part.pending_since
+        part.high, part.high_at = high, now
+        return max(consumed, pending)
+    unknown = now - max(part.current_at, part.last_record_s or 0.0, part.assigned_at)
+    return max(consumed, unknown if part.lost or unknown > blind_after_s else 0.0)

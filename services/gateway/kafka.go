@@ -15,11 +15,11 @@ import (
 )
 
 const (
-	// A fetch is answered after fetchMaxWait (franz-go's floor) or once fetchMinBytes are there: a few
-	// records per fetch instead of one, which is most of the broker's CPU at market-data rates, for at
-	// most 10 ms of added latency when the stream is thin.
-	fetchMaxWait   = 10 * time.Millisecond
-	fetchMinBytes  = 16 << 10
+	// A fetch is a long poll: the broker answers as soon as a record lands (one answer per append, and
+	// the enricher appends a fetch's worth of records at once), else after fetchMaxWait. No record waits
+	// for a timer on the tick-to-trader path, and an idle stream costs ten requests a second.
+	fetchMaxWait   = 100 * time.Millisecond
+	fetchMinBytes  = 1
 	readyFetchAge  = 3 * time.Second // no fetch answered for this long: Kafka is stale (in /healthz)
 	maxExchanges   = 16              // distinct exchange label values before the rest become "other"
 	errLogInterval = 5 * time.Second // a broker outage logs once per interval, not per fetch
@@ -33,8 +33,8 @@ type consumer struct {
 	lastFetch atomic.Int64 // Unix ns of the last fetch response without a request error
 	errMu     sync.Mutex
 	lastErr   string
-	exchanges map[string]prometheus.Observer // consumer goroutine only
-	lags      map[int32]prometheus.Gauge     // consumer goroutine only
+	exchanges map[string]exchangeObservers // consumer goroutine only
+	lags      map[int32]prometheus.Gauge   // consumer goroutine only
 }
 
 // fetchHook notes each answered fetch: readiness means "the consumer has partitions and is fetching".
@@ -55,7 +55,7 @@ func (h fetchHook) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, e2e kgo.BrokerE2
 
 // newConsumer creates the Kafka client; it connects lazily and reconnects on its own after broker restarts.
 func newConsumer(brokers []string, topic string, warmRecords int64, m *metrics) (*consumer, error) {
-	c := &consumer{m: m, exchanges: make(map[string]prometheus.Observer), lags: make(map[int32]prometheus.Gauge)}
+	c := &consumer{m: m, exchanges: make(map[string]exchangeObservers), lags: make(map[int32]prometheus.Gauge)}
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(brokers...),
 		kgo.ClientID("openbell-gateway"),
@@ -131,6 +131,7 @@ func (c *consumer) run(ctx context.Context, publish func([]*Record) (stale int))
 				slog.Warn("kafka fetch error", "topic", topic, "partition", p, "err", err)
 			}
 		})
+		received := time.Now().UnixNano()
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 			for _, kr := range p.Records {
 				c.m.kafkaRecords.Inc()
@@ -143,7 +144,9 @@ func (c *consumer) run(ctx context.Context, publish func([]*Record) (stale int))
 					}
 					continue
 				}
-				r.latency = c.exchangeObserver(r.Exchange)
+				obs := c.exchangeObserver(r.Exchange)
+				obs.ingest.Observe(float64(received-r.TsNs) / 1e9)
+				r.latency = obs.push
 				batch = append(batch, r)
 			}
 			if n := len(p.Records); n > 0 {
@@ -160,17 +163,23 @@ func (c *consumer) run(ctx context.Context, publish func([]*Record) (stale int))
 	}
 }
 
-// exchangeObserver resolves the push-latency child for an exchange once per exchange, bounding the
+// exchangeObservers are one exchange's latency histogram children: ingest (exchange timestamp to the record
+// received here: the pipeline's share) and push (to the WebSocket write: ingest plus the fan-out's share).
+type exchangeObservers struct{ ingest, push prometheus.Observer }
+
+// exchangeObserver resolves the latency children for an exchange once per exchange, bounding the
 // label's values so a bad producer cannot explode the series count.
-func (c *consumer) exchangeObserver(exchange string) prometheus.Observer {
+func (c *consumer) exchangeObserver(exchange string) exchangeObservers {
 	if o, ok := c.exchanges[exchange]; ok {
 		return o
 	}
 	if len(c.exchanges) >= maxExchanges || exchange == "" {
-		return c.m.pushLatency.WithLabelValues("other")
+		exchange = "other"
 	}
-	o := c.m.pushLatency.WithLabelValues(exchange)
-	c.exchanges[exchange] = o
+	o := exchangeObservers{ingest: c.m.ingestLatency.WithLabelValues(exchange), push: c.m.pushLatency.WithLabelValues(exchange)}
+	if exchange != "other" {
+		c.exchanges[exchange] = o
+	}
 	return o
 }
 

@@ -28,6 +28,7 @@ type metrics struct {
 	frames         prometheus.Counter
 	conflations    prometheus.Counter
 	pushLatency    *prometheus.HistogramVec
+	ingestLatency  *prometheus.HistogramVec
 	httpRequests   *prometheus.CounterVec
 	httpDuration   *prometheus.HistogramVec
 	kafkaRecords   prometheus.Counter
@@ -69,6 +70,10 @@ func newMetrics(version, fault string) *metrics {
 		pushLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "gateway_push_latency_seconds", Help: "Exchange timestamp to WebSocket write, seconds.",
 			Buckets: pushLatencyBuckets}, []string{"exchange"}),
+		ingestLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "gateway_ingest_latency_seconds",
+			Help:    "Exchange timestamp to the record received from Kafka (the pipeline's share of push latency), seconds.",
+			Buckets: pushLatencyBuckets}, []string{"exchange"}),
 		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "http_requests_total", Help: "REST requests by route and status code."}, []string{"route", "code"}),
 		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -89,10 +94,11 @@ func newMetrics(version, fault string) *metrics {
 	m.handshakeDrain = handshakes.WithLabelValues("draining")
 	for _, ex := range knownExchanges {
 		m.pushLatency.WithLabelValues(ex)
+		m.ingestLatency.WithLabelValues(ex)
 	}
 	m.kafkaDropped.WithLabelValues("stale")
 	m.kafkaDropped.WithLabelValues("malformed")
-	r.MustRegister(handshakes, m.connections, m.subscriptions, m.messages, m.frames, m.conflations, m.pushLatency,
+	r.MustRegister(handshakes, m.connections, m.subscriptions, m.messages, m.frames, m.conflations, m.pushLatency, m.ingestLatency,
 		m.httpRequests, m.httpDuration, m.kafkaRecords, m.kafkaDropped, m.kafkaLag)
 	return m
 }

@@ -1,0 +1,67 @@
+"""The enricher's consumer-lag gauge (services/enricher/pipeline.py `sample_lag`), on plain values.
+
+The SLO reads this gauge (kafka-consumer-lag: <= 50 ms 99.9% of the time), so it must neither call the gap
+between two ticks "lag" (a false page on an idle, healthy platform) nor miss a consumer that fell behind.
+"""
+
+from __future__ import annotations
+
+from services.enricher.pipeline import PartitionState, sample_lag
+
+T0 = 1_700_000_000.0
+
+
+def caught_up(part: PartitionState, offset: int, now: float) -> None:
+    part.next_offset = offset
+    assert sample_lag(part, high=offset, position=offset, now=now) == 0.0
+
+
+def test_a_tick_that_landed_but_is_not_yet_fetched_is_not_lag() -> None:
+    # A sparse partition: the last tick is 60 ms old, a new one has just landed and is not fetched yet.
+    part = PartitionState(assigned_at=T0, last_record_s=T0 + 0.94)
+    caught_up(part, 100, T0 + 0.9)
+    assert sample_lag(part, high=101, position=100, now=T0 + 1.0) == 0.0
+
+
+def test_a_record_still_unconsumed_one_answer_later_counts_from_that_answer() -> None:
+    part = PartitionState(assigned_at=T0)
+    caught_up(part, 100, T0 + 0.9)
+    assert sample_lag(part, high=103, position=100, now=T0 + 1.0) == 0.0
+    # Offset 100 existed at the previous answer and is still not consumed: at least 100 ms behind.
+    assert abs(sample_lag(part, high=105, position=100, now=T0 + 1.1) - 0.1) < 1e-6
+    # Stalled: the bound keeps growing with time.
+    assert abs(sample_lag(part, high=109, position=100, now=T0 + 1.6) - 0.6) < 1e-6
+
+
+def test_records_consumed_late_report_their_age_even_when_caught_up_at_the_sample() -> None:
+    part = PartitionState(assigned_at=T0)
+    part.consumed_lag_s = 0.075  # a tick was 75 ms old when the pipeline got to it
+    assert sample_lag(part, high=10, position=10, now=T0 + 1.0) == 0.075
+    # Taken once: the next interval starts afresh.
+    assert sample_lag(part, high=10, position=10, now=T0 + 1.1) == 0.0
+
+
+def test_progress_to_a_record_that_landed_after_the_last_answer_is_not_lag() -> None:
+    part = PartitionState(assigned_at=T0)
+    caught_up(part, 100, T0 + 0.9)
+    assert sample_lag(part, high=104, position=100, now=T0 + 1.0) == 0.0
+    # 100..103 consumed; 104..106 landed since the last answer (which said 104): 104 did not exist then.
+    assert sample_lag(part, high=107, position=104, now=T0 + 1.1) == 0.0
+
+
+def test_no_answer_is_not_lag_at_once_but_an_outage_grows_after_the_grace() -> None:
+    part = PartitionState(assigned_at=T0, last_record_s=T0 + 0.95)
+    caught_up(part, 100, T0 + 1.0)
+    assert sample_lag(part, high=None, position=100, now=T0 + 1.3, blind_after_s=1.0) == 0.0
+    assert abs(sample_lag(part, high=None, position=100, now=T0 + 3.0, blind_after_s=1.0) - 2.0) < 1e-6
+
+
+def test_lost_partitions_count_as_behind_at_once() -> None:
+    part = PartitionState(assigned_at=T0, last_record_s=T0 + 0.5, lost=True)
+    assert abs(sample_lag(part, high=120, position=100, now=T0 + 0.8) - 0.3) < 1e-6
+
+
+def test_a_partition_never_consumed_from_counts_from_its_assignment_after_the_grace() -> None:
+    part = PartitionState(assigned_at=T0)
+    assert sample_lag(part, high=None, position=None, now=T0 + 0.5, blind_after_s=1.0) == 0.0
+    assert abs(sample_lag(part, high=None, position=None, now=T0 + 2.5, blind_after_s=1.0) - 2.5) < 1e-6
