@@ -25,14 +25,18 @@ export const wsDisconnects = new Counter('ws_disconnects');    // sessions the s
 export const wsPushLatency = new Trend('ws_push_latency_ms', true); // receipt - exchange ts_ns, tag exchange
 export const wsSubscribeLatency = new Trend('ws_subscribe_ms', true); // subscribe sent -> subscribed+snapshot
 export const orderErrors = new Rate('order_errors');           // share of orders not accepted after the retry
+// How late this client's own event loop runs a timer: a frame is handled at least that late, so it is the
+// part of ws_push_latency_ms that the client (k6 on a busy machine), not the platform, added.
+export const clientDelay = new Trend('client_delay_ms', true);
 export const orderRetries = new Counter('order_retries');      // first attempts answered 503/network error
 
 // ---- knobs --------------------------------------------------------------------------------------------------
 const SYMBOLS_MIN = 40;   // instruments a trader watches (production: 40-80)
 const SYMBOLS_MAX = 80;
-const QUOTE_CHUNK = 500;
+const QUOTE_CHUNK = 500;  // symbols per REST quote request in setup (gateway --max-symbols is 1000)
 const SESSION_CAP = 6;    // longest session, in multiples of the mean (caps the lognormal tail)
-const STOP_MARGIN_MS = 1000; // sessions end this long before the traders scenario does  // symbols per REST quote request in setup (gateway --max-symbols is 1000)
+const STOP_MARGIN_MS = 1000; // sessions end this long before the traders scenario does
+const DELAY_PROBE_MS = 250; // how often a session measures its event loop's lateness (client_delay_ms)
 
 function positiveNumber(name, fallback) {
   const raw = __ENV[name];
@@ -347,6 +351,7 @@ export function traderSession(profile, data) {
   let exchangeTags = {};
   let refresh = null;
   let ending = null;
+  let probe = null;
 
   const ws = new WebSocket(ENV.wsUrl);
 
@@ -373,6 +378,12 @@ export function traderSession(profile, data) {
     refresh = setInterval(() => {
       page('GET /v1/analytics/top', `${ENV.baseUrl}/v1/analytics/top?by=volume&minutes=5`, { refresh: 'true' });
     }, prod.dashboard_refresh_s * 1000);
+    let due = Date.now() + DELAY_PROBE_MS;
+    probe = setInterval(() => {
+      const now = Date.now();
+      clientDelay.add(Math.max(0, now - due), tags);
+      due = now + DELAY_PROBE_MS;
+    }, DELAY_PROBE_MS);
   };
 
   ws.onmessage = (event) => {
@@ -413,6 +424,7 @@ export function traderSession(profile, data) {
 
   ws.onclose = () => {
     if (refresh !== null) clearInterval(refresh);
+    if (probe !== null) clearInterval(probe);
     if (ending !== null) clearTimeout(ending);
     if (opened && !leaving) {
       // The server (drain, write timeout) or the network ended the session early. Reconnect after the

@@ -32,6 +32,8 @@ FIGURES = (
     ("ws_push_latency_ms", "p(50)", "push_latency_p50_ms"),
     ("ws_push_latency_ms", "p(95)", "push_latency_p95_ms"),
     ("ws_push_latency_ms", "p(99)", "push_latency_p99_ms"),
+    ("client_delay_ms", "p(50)", "client_delay_p50_ms"),
+    ("client_delay_ms", "p(99)", "client_delay_p99_ms"),
 )
 
 _EXPR = re.compile(r"^\s*([a-z]+(?:\(\d+(?:\.\d+)?\))?)\s*(<=|>=|<|>|==|!=)\s*(-?\d+(?:\.\d+)?)\s*$")

@@ -24,6 +24,11 @@ def load_verdict(result: RunResult, after: Verdict | None) -> Verdict:
         for t in summary.failed:
             seen = f"{t.observed:g}" if t.observed is not None else "?"
             reasons.append(f"k6 threshold {t.metric} {t.expression} failed (observed {seen})")
+        delay = summary.figures.get("client_delay_p99_ms")
+        if delay is not None and any(t.metric.startswith("ws_push_latency_ms") for t in summary.failed):
+            reasons.append(f"k6's own event loop ran up to {delay:g} ms late (client_delay_ms p99): that much of "
+                           f"its push latency is the client's; the gateways' own histogram (the SLO gate) is the "
+                           f"platform's figure")
         if summary.thresholds:
             outcomes.append("fail" if summary.failed else "pass")
     if result.returncode == K6_THRESHOLDS_FAILED and "fail" not in outcomes:

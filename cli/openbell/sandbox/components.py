@@ -2,7 +2,9 @@
 
 Stages start in order; components within a stage start together. Stage 1 is the platform's stateful
 core and its observers (PostgreSQL, Kafka, HAProxy, Prometheus), stage 2 the services that need Kafka
-and PostgreSQL to answer.
+and PostgreSQL to answer, stage 3 the market feed: it starts once the enricher is in its consumer group, so
+a fresh platform does not begin with a backlog of ticks made while the enricher was still loading (its
+new group starts at the earliest offset and would begin seconds behind: a consumer-lag burn at birth).
 """
 
 from __future__ import annotations
@@ -29,6 +31,13 @@ TOPICS = {"ticks": 6, "enriched": 6, "orders": 3}
 
 PG_USER = "openbell"
 LEDGER_DB = "ledger"
+
+# The tick path (feed -> Kafka -> enricher -> Kafka -> proxy -> gateways -> HAProxy) runs ahead of everything
+# else on the machine: in production it has nodes of its own, here it shares two cores with the load
+# generator (niced the other way, see load/runner.py), Prometheus, the CLI and whatever the user is doing. A
+# tick waiting for a core is push latency the platform did not cause; a busy machine must not page it.
+# Raising priority needs root (or CAP_SYS_NICE): without it the sandbox runs at the usual priority.
+TICK_PATH_NICENESS = -10
 
 
 @dataclass
@@ -67,6 +76,7 @@ class Component(ABC):
     stage: int = 1
     stop_signal: int = signal.SIGTERM
     stop_timeout_s: float = 15.0
+    niceness: int = 0  # the scheduling priority it runs at (TICK_PATH_NICENESS for the tick path)
 
     def port_keys(self) -> list[str]:
         return [self.name]
@@ -107,6 +117,7 @@ class Component(ABC):
 class Kafka(Component):
     name = "kafka"
     stop_timeout_s = 30.0
+    niceness = TICK_PATH_NICENESS
 
     def port_keys(self) -> list[str]:
         return ["kafka", "kafka-controller", "kafka-metrics", "kafka-edge"]
@@ -264,6 +275,7 @@ class KafkaProxy(Component):
     experiment sets at runtime (sandbox/netfault.py). It starts with Kafka's stage, before the gateways."""
 
     name = "kafka-proxy"
+    niceness = TICK_PATH_NICENESS
 
     def port_keys(self) -> list[str]:
         return ["kafka-proxy", "kafka-proxy-admin"]
@@ -309,6 +321,8 @@ class PythonService(Component):
 
 class Feed(PythonService):
     name = "feed"
+    stage = 3
+    niceness = TICK_PATH_NICENESS
 
     def args(self, ctx: Context) -> list[str]:
         return ["--rate", f"{ctx.state.feed_rate:g}"]
@@ -316,6 +330,7 @@ class Feed(PythonService):
 
 class Enricher(PythonService):
     name = "enricher"
+    niceness = TICK_PATH_NICENESS
     modules = (*PythonService.modules, "chdb")
     # Its own shutdown bounds: consumer close and the last ClickHouse insert.
     stop_timeout_s = 40.0
@@ -342,6 +357,8 @@ class Gateway(Component):
     version: str = "stable"
     faults: dict[str, str] = field(default_factory=dict)
 
+    niceness = TICK_PATH_NICENESS
+
     def __post_init__(self) -> None:
         self.name = self.replica
         self.stage = 2
@@ -362,6 +379,7 @@ class Gateway(Component):
 
 class HAProxy(Component):
     name = "haproxy"
+    niceness = TICK_PATH_NICENESS
 
     def port_keys(self) -> list[str]:
         return ["haproxy", "haproxy-stats"]

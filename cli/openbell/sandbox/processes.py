@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -72,6 +73,16 @@ def is_running(record: ProcessRecord) -> bool:
     return int(fields[19]) == record.start_ticks
 
 
+def with_niceness(argv: Sequence[str], niceness: int) -> list[str]:
+    """`argv` run at `niceness` (every thread it ever starts inherits it), through coreutils' `nice`, which
+    execs the program (same pid, same start time). A raise the user may not make (a negative value without
+    root or CAP_SYS_NICE) only prints a warning into the log and runs the program at the usual priority."""
+    nice = shutil.which("nice")
+    if niceness == 0 or nice is None:
+        return list(argv)
+    return [nice, "-n", str(niceness), *argv]
+
+
 def spawn(
     argv: Sequence[str],
     log: Path,
@@ -79,6 +90,7 @@ def spawn(
     home: Path,
     cwd: Path | None = None,
     user: str | None = None,
+    niceness: int = 0,
 ) -> ProcessRecord:
     """Start `argv` detached (own session, stdin closed, output appended to `log`); it outlives the CLI."""
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -87,7 +99,7 @@ def spawn(
         out.write(f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} start: {' '.join(argv)}\n".encode())
         out.flush()
         proc = subprocess.Popen(
-            list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=full_env,
+            with_niceness(argv, niceness), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=full_env,
             cwd=cwd, start_new_session=True, close_fds=True, user=user, group=user,
             extra_groups=[] if user else None,
         )

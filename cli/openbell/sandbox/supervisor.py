@@ -211,7 +211,8 @@ def _start(ctx: Context, batch: list[Component], progress: Progress) -> None:
             processes.kill_leftovers(previous, ctx.layout.home)
         progress(f"starting {component.name} on {component.address(ctx)}")
         record = processes.spawn(component.argv(ctx), ctx.layout.log(component.name), component.env(ctx),
-                                 ctx.layout.home, cwd=component.cwd(ctx), user=component.user())
+                                 ctx.layout.home, cwd=component.cwd(ctx), user=component.user(),
+                                 niceness=component.niceness)
         ctx.state.processes[component.name] = record
         state.save(ctx.layout.state_file, ctx.state)
 
