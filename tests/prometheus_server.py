@@ -38,9 +38,11 @@ class History:
         start = self.end_s - self.span_s
         return list(range(start, self.end_s + 1, self.step_s))
 
-    def series(self, family: str, kind: str, sample: str, labels: str, value_at: Callable[[int], float]) -> None:
+    def series(self, family: str, kind: str, sample: str, labels: str,
+               value_at: Callable[[int], float | None]) -> None:
+        """One series; times at which `value_at` says None have no sample (a series born late)."""
         _, lines = self._families.setdefault(family, (kind, []))
-        lines.extend(f"{sample}{{{labels}}} {value_at(t):.6g} {t}" for t in self.times)
+        lines.extend(f"{sample}{{{labels}}} {v:.6g} {t}" for t in self.times if (v := value_at(t)) is not None)
 
     def counter(self, family: str, labels: str, rate_at: Callable[[int], float], sample: str | None = None) -> None:
         """A counter whose per-second rate at time t is rate_at(t) (cumulated here)."""

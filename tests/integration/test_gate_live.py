@@ -53,6 +53,12 @@ sli:
     gauge: lag_seconds{job="pipe"}
     bound: 0.05
 """,
+    "younglag": """
+sli:
+  threshold:
+    gauge: lag_seconds{job="young"}
+    bound: 0.05
+""",
     "live": _ratio('live_requests_total{job="live", code="500"}', 'live_requests_total{job="live"}'),
 }
 
@@ -89,6 +95,9 @@ def _history() -> History:
         h.counter("push_seconds", labels, lambda t: 1.0, sample="push_seconds_sum")
     h.series("lag", "gauge", "lag_seconds", 'job="pipe",partition="0"',
              lambda t: 0.5 if t >= END - 30 * 60 else 0.01)
+    # A pipeline two minutes old whose lag was over the bound for one sample.
+    h.series("lag", "gauge", "lag_seconds", 'job="young",partition="0"',
+             lambda t: None if t < END - 120 else (0.5 if t == END - 60 else 0.01))
     return h
 
 
@@ -216,6 +225,16 @@ def test_threshold_slo_fails_while_lag_stays_over_its_bound(platform):
     assert (code, out["outcome"]) == (1, "fail")
     page_1h = out["figures"]["slos"][0]["windows"][0]
     assert page_1h["long_error_ratio"] == pytest.approx(0.5, abs=0.02)  # 30 of 60 minutes over the bound
+
+
+def test_one_bad_sample_on_a_young_history_does_not_fail_the_gate(platform):
+    url, specs, _ = platform
+    code, out = gate(url, specs, "younglag")
+    assert (code, out["outcome"]) == (0, "pass"), out
+    page_1h = out["figures"]["slos"][0]["windows"][0]
+    assert page_1h["long_burn_rate"] > page_1h["burn_rate_threshold"]  # burning, on too little evidence
+    assert page_1h["samples"] < page_1h["min_samples"] == 70
+    assert "too young a history" in page_1h["reason"]
 
 
 def test_status_reports_sli_budget_and_which_alerts_would_fire(platform):

@@ -13,6 +13,7 @@ import pytest
 
 from openbell.slo.loader import load_slos
 from openbell.slo.model import SLO, Alerting, LatencySLI, RatioSLI, ThresholdSLI
+from openbell.slo.rules import min_samples_for
 from openbell.slo.windows import window_pairs
 from tests.promtool import check_rules, counter, gauge, run_rule_tests, write_rules
 
@@ -297,3 +298,53 @@ def test_threshold_period_recording_does_not_quantise_the_budget(tmp_path):
             }],
         })
     run_rule_tests(tmp_path, rules, cases, step)
+
+
+def test_one_bad_sample_on_a_young_history_does_not_page(tmp_path):
+    # A platform a minute old: its lag gauge is out of bounds for one 10 s sample. Over that young history
+    # the bad share is ~9%, past every threshold, but no more evidence exists than that one sample.
+    slo = THRESHOLD_999
+    rules = write_rules(tmp_path, [slo])
+    lag = [0.01] * 5 + [0.5] + [0.01] * 12
+    run_rule_tests(tmp_path, rules, [{
+        "interval": f"{STEP}s",
+        "input_series": [{"series": 'lag_seconds{job="pipe", partition="0"}', "values": gauge(lag)}],
+        "alert_rule_test": [_alert(slo.alert_name, t) for t in (60, 90, 120, 170)],
+    }], STEP)
+
+
+def test_an_outage_from_birth_pages_once_the_window_holds_enough_samples(tmp_path):
+    # Out of bounds from the first sample: the 1h pair needs 70 subquery steps (4 s apart at 1h) of history,
+    # so it fires at 280 s and not before, however bad the ratio.
+    slo = THRESHOLD_999
+    rules = write_rules(tmp_path, [slo])
+    step_s = 4  # the threshold subquery's resolution over one hour
+    first = min_samples_for(slo, window_pairs()[0])
+    assert first == 70
+    run_rule_tests(tmp_path, rules, [{
+        "interval": f"{STEP}s",
+        "input_series": [{"series": 'lag_seconds{job="pipe", partition="0"}', "values": gauge([0.5] * 40)}],
+        "alert_rule_test": [
+            _alert(slo.alert_name, 270),
+            _alert(slo.alert_name, _first_eval_at_or_after((first - 1) * step_s), [_page_labels(slo)]),
+        ],
+    }], STEP)
+
+
+def test_one_slow_scrape_on_a_young_history_does_not_page_a_latency_slo(tmp_path):
+    slo = LATENCY_99
+    rules = write_rules(tmp_path, [slo])
+    # A new gateway: its counters start at 0; the third scrape interval is all slow pushes.
+    fast = [0.0] + [RATE] * 2 + [0.0] + [RATE] * 8
+    total = [0.0] + [RATE] * 11
+    series = [
+        {"series": 'push_seconds_bucket{job="push", le="0.05"}', "values": counter(fast)},
+        {"series": 'push_seconds_bucket{job="push", le="+Inf"}', "values": counter(total)},
+        {"series": 'push_seconds_count{job="push"}', "values": counter(total)},
+    ]
+    run_rule_tests(tmp_path, rules, [{
+        "interval": f"{STEP}s",
+        "input_series": series,
+        # 1 slow interval of 4, 5, 6: 25-17% bad, past 14.4% for the 1h pair, which needs 8 scrapes (7 intervals).
+        "alert_rule_test": [_alert(slo.alert_name, t) for t in (40, 50, 60, 70)],
+    }], STEP)

@@ -17,8 +17,8 @@ from openbell.metrics.prometheus import PrometheusClient, QueryError, QueryTimeo
 from openbell.slo.burn import budget_remaining, is_number
 from openbell.slo.durations import human_duration
 from openbell.slo.model import SLO
-from openbell.slo.promql import error_ratio, event_rate
-from openbell.slo.rules import min_events_for
+from openbell.slo.promql import error_ratio, event_rate, sample_count
+from openbell.slo.rules import min_events_for, min_samples_for
 from openbell.slo.verdict import Outcome, Verdict, combine
 from openbell.slo.windows import WindowPair, window_pairs
 
@@ -39,6 +39,7 @@ class SLOReadings:
     error_ratios: dict[float, Reading]  # window_s -> error ratio per group
     events: dict[float, Reading]  # long window_s -> events counted in it per group
     period_error_ratio: Reading
+    samples: dict[float, Reading] = field(default_factory=dict)  # long window_s -> samples it holds per group
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ class PairResult:
     min_events: int | None
     outcome: Outcome
     reason: str
+    samples: float | None = None
+    min_samples: int | None = None
 
 
 @dataclass(frozen=True)
@@ -88,12 +91,16 @@ def read_slo(client: PrometheusClient, slo: SLO, severity: str = "page", at: flo
     windows = sorted({w for p in pairs for w in (p.long_window_s, p.short_window_s)})
     ratios = {w: _read(client, error_ratio(slo, w), slo, at) for w in windows}
     events: dict[float, Reading] = {}
+    samples: dict[float, Reading] = {}
     for p in pairs:
         rate = event_rate(slo, p.long_window_s)
         if rate is not None:
             events[p.long_window_s] = _read(client, f"({rate}) * {p.long_window_s:g}", slo, at)
+        count = sample_count(slo, p.long_window_s)
+        if count is not None:
+            samples[p.long_window_s] = _read(client, count, slo, at)
     period = _read(client, error_ratio(slo, slo.period_s), slo, at)
-    return SLOReadings(slo, ratios, events, period)
+    return SLOReadings(slo, ratios, events, period, samples)
 
 
 def _read(client: PrometheusClient, promql: str, slo: SLO, at: float | None) -> Reading:
@@ -130,6 +137,8 @@ def decide_pair(slo: SLO, pair: WindowPair, readings: SLOReadings, group: GroupK
     events_reading = readings.events.get(pair.long_window_s)
     events = _value(events_reading, group)
     min_events = min_events_for(slo, pair) if pair.long_window_s in readings.events else None
+    samples = _value(readings.samples.get(pair.long_window_s), group)
+    min_samples = min_samples_for(slo, pair) if pair.long_window_s in readings.samples else None
     windows = f"{human_duration(pair.long_window_s)}/{human_duration(pair.short_window_s)}"
 
     if lv is not None and sv is not None and lv > threshold and sv > threshold:
@@ -137,6 +146,11 @@ def decide_pair(slo: SLO, pair: WindowPair, readings: SLOReadings, group: GroupK
             outcome: Outcome = "pass"
             reason = (f"{pair.severity} {windows}: burning {lv / budget:.1f}x but only {events:.0f} events "
                       f"(< {min_events}): too little traffic to page on")
+        elif min_samples and samples is not None and samples < min_samples:
+            outcome = "pass"
+            reason = (f"{pair.severity} {windows}: burning {lv / budget:.1f}x but the "
+                      f"{human_duration(pair.long_window_s)} window holds only {samples:.0f} samples "
+                      f"(< {min_samples}): too young a history to page on")
         else:
             outcome = "fail"
             reason = (f"{pair.severity} {windows}: burn rate {lv / budget:.1f}x (long) and {sv / budget:.1f}x "
@@ -155,6 +169,7 @@ def decide_pair(slo: SLO, pair: WindowPair, readings: SLOReadings, group: GroupK
         long_error_ratio=lv, short_error_ratio=sv,
         long_burn_rate=None if lv is None else lv / budget, short_burn_rate=None if sv is None else sv / budget,
         events=events, min_events=min_events, outcome=outcome, reason=reason,
+        samples=samples, min_samples=min_samples,
     )
 
 
@@ -218,7 +233,8 @@ def group_figures(r: GroupResult) -> dict[str, Any]:
              "burn_rate_threshold": p.burn_rate_threshold, "long_burn_rate": _json(p.long_burn_rate),
              "short_burn_rate": _json(p.short_burn_rate), "long_error_ratio": _json(p.long_error_ratio),
              "short_error_ratio": _json(p.short_error_ratio), "events": _json(p.events),
-             "min_events": p.min_events, "outcome": p.outcome, "reason": p.reason}
+             "min_events": p.min_events, "samples": _json(p.samples), "min_samples": p.min_samples,
+             "outcome": p.outcome, "reason": p.reason}
             for p in r.pairs
         ],
     }

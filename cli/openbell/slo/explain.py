@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from openbell.slo.durations import human_duration
 from openbell.slo.model import SLO
-from openbell.slo.rules import min_events_for
+from openbell.slo.promql import threshold_resolution_s
+from openbell.slo.rules import min_events_for, min_samples_for
 from openbell.slo.windows import window_pairs
 
 
@@ -20,6 +21,8 @@ class WindowFigures:
     budget_consumed: float
     detection_time_s: float | None
     min_events: int | None
+    min_samples: int | None
+    min_history_s: float | None  # the history those samples span (threshold SLIs; scrapes for latency)
     enabled: bool
 
 
@@ -36,9 +39,19 @@ def explain(slo: SLO) -> list[WindowFigures]:
             budget_consumed=pair.budget_consumed(slo.period_s),
             detection_time_s=pair.detection_time_s(slo.error_budget),
             min_events=None if slo.sli.kind == "threshold" else min_events_for(slo, pair),
+            min_samples=min_samples_for(slo, pair),
+            min_history_s=_min_history_s(slo, min_samples_for(slo, pair), pair.long_window_s),
             enabled=enabled,
         ))
     return out
+
+
+def _min_history_s(slo: SLO, min_samples: int | None, window_s: float) -> float | None:
+    """The history a threshold SLI's samples span (its subquery step is fixed per window); a latency SLI's
+    samples are scrapes, so theirs depends on the scrape interval."""
+    if min_samples is None or slo.sli.kind != "threshold":
+        return None
+    return float(min_samples * threshold_resolution_s(window_s))
 
 
 def warnings(slo: SLO) -> list[str]:
@@ -74,6 +87,13 @@ def describe(slo: SLO) -> list[str]:
         when = (f"a total outage fires it after {human_duration(f.detection_time_s)}"
                 if f.detection_time_s is not None else "it can never fire (threshold >= 100%)")
         guard = f" It needs at least {f.min_events} events in the long window." if f.min_events else ""
+        if f.min_samples and f.min_history_s:
+            guard += (f" It needs at least {f.min_samples} samples in the long window "
+                      f"({human_duration(f.min_history_s)} of history): on a younger history one bad sample alone "
+                      f"would cross the threshold.")
+        elif f.min_samples:
+            guard += (f" It needs at least {f.min_samples} scrapes in the long window: on a younger history one slow"
+                      f" scrape interval alone would cross the threshold.")
         lines.append(
             f"  {f.severity}: fires when the error ratio exceeds {f.error_ratio_threshold:.4%} "
             f"({f.burn_rate:g}x burn) over both {human_duration(f.long_window_s)} and "

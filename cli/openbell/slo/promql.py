@@ -79,14 +79,35 @@ def error_ratio(slo: SLO, window_s: float) -> str:
     return threshold_error_ratio(slo, sli, window_s)
 
 
+def threshold_resolution_s(window_s: float) -> int:
+    """The step of a threshold SLI's subquery over a window: fine enough that a breach is counted to within a
+    minute even over a 30-day period (a coarser step would quantise the budget), coarse enough to keep the
+    subquery under ~45k steps."""
+    return min(60, max(1, round(window_s / 1000)))
+
+
 def threshold_error_ratio(slo: SLO, sli: ThresholdSLI, window_s: float) -> str:
     """Share of the window during which the gauge was out of bounds (a subquery of 0/1 samples)."""
     agg = _by(slo, sli.aggregation)
-    # Fine enough that a breach is counted to within a minute even over a 30-day period (a coarser
-    # step would quantise the budget), coarse enough to keep the subquery under ~45k steps.
-    resolution = min(60, max(1, round(window_s / 1000)))
     bad = f"{agg} ({sli.gauge.strip()}) {_NEGATE[sli.op]} bool {sli.bound!r}"
-    return (f"avg_over_time((\n{bad}\n)[{promql_duration(window_s)}:{promql_duration(resolution)}])")
+    return (f"avg_over_time((\n{bad}\n)[{promql_duration(window_s)}:"
+            f"{promql_duration(threshold_resolution_s(window_s))}])")
+
+
+def sample_count(slo: SLO, window_s: float) -> str | None:
+    """How many samples the window's error ratio rests on, per group: the scrapes of a latency histogram (its
+    events arrive a scrape at a time, so one slow scrape interval is one piece of evidence however many
+    events it holds), the steps of a threshold SLI's subquery; None for ratio SLIs, whose evidence is
+    counted in events (`event_rate`)."""
+    sli = slo.sli
+    window = promql_duration(window_s)
+    if isinstance(sli, LatencySLI):
+        count = f"{sli.histogram}_count{_matchers(sli.selector)}"
+        return f"{_by(slo, 'max')} (count_over_time({count}[{window}]))"
+    if isinstance(sli, ThresholdSLI):
+        gauge = f"{_by(slo, sli.aggregation)} ({sli.gauge.strip()})"
+        return f"count_over_time((\n{gauge}\n)[{window}:{promql_duration(threshold_resolution_s(window_s))}])"
+    return None
 
 
 def event_rate(slo: SLO, window_s: float) -> str | None:

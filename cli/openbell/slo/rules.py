@@ -18,7 +18,7 @@ from typing import Any
 from openbell.slo.burn import default_min_events
 from openbell.slo.durations import human_duration, promql_duration
 from openbell.slo.model import SLO, ThresholdSLI
-from openbell.slo.promql import error_ratio, event_rate
+from openbell.slo.promql import error_ratio, event_rate, sample_count
 from openbell.slo.windows import WindowPair, window_pairs, windows_used
 
 
@@ -110,17 +110,33 @@ def min_events_for(slo: SLO, pair: WindowPair) -> int:
     return default_min_events(pair.burn_rate, slo.error_budget)
 
 
+def min_samples_for(slo: SLO, pair: WindowPair) -> int | None:
+    """Fewest samples the long window must hold before the pair may fire, for SLIs whose evidence comes a
+    sample at a time (latency: a scrape; threshold: a subquery step): the count at which one bad sample
+    alone can no longer cross the threshold, as `min_events` is for events. On a history younger than that
+    (a platform seconds old) one slow second would otherwise page. None for ratio SLIs."""
+    if slo.sli.kind == "ratio":
+        return None
+    n = default_min_events(pair.burn_rate, slo.error_budget)
+    # A latency SLI's rate rests on the intervals between scrapes: one fewer than the scrapes.
+    return n + 1 if slo.sli.kind == "latency" else n
+
+
 def pair_condition(slo: SLO, pair: WindowPair) -> str:
-    """Both windows of the pair above its threshold (and, for event SLIs, enough events)."""
+    """Both windows of the pair above its threshold, with enough evidence: events for event SLIs, samples
+    for latency and threshold SLIs."""
     threshold = _fmt(pair.error_ratio_threshold(slo.error_budget))
     sel = selector(slo)
     cond = (f"{error_metric(pair.long_window_s)}{sel} > {threshold}\n"
             f"and\n{error_metric(pair.short_window_s)}{sel} > {threshold}")
+    on = ", ".join(slo.group_by)
     rate = event_rate(slo, pair.long_window_s)
     min_events = min_events_for(slo, pair)
     if rate is not None and min_events > 0:
-        on = ", ".join(slo.group_by)
         cond += f"\nand on({on})\n({rate}) * {_fmt(pair.long_window_s)} >= {min_events}"
+    samples, min_samples = sample_count(slo, pair.long_window_s), min_samples_for(slo, pair)
+    if samples is not None and min_samples:
+        cond += f"\nand on({on})\n({samples}) >= {min_samples}"
     return cond
 
 
