@@ -30,6 +30,30 @@ def openbell(*args: str, home: Path | None = None, env: dict[str, str] | None = 
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, env=full_env)
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def impossible_slo(path: Path, objective: float = 99.0) -> Path:
+    """An objective the sandbox cannot meet (every push within a millisecond), with the push-latency runbook:
+    it burns from the gateways' first scrape. Written to `path`; returns it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"""apiVersion: openbell/v1
+kind: SLO
+metadata: {{name: push-in-a-millisecond}}
+spec:
+  service: gateway
+  objective: {objective:g}
+  runbook: {ROOT / "runbooks" / "gateway-push-latency.md"}
+  sli:
+    latency:
+      histogram: gateway_push_latency_seconds
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
+      threshold: 1ms
+      selector: job="gateway"
+""")
+    return path
+
+
 @dataclass
 class Sandbox:
     """A running sandbox: its home and the endpoints `sandbox status --output json` reports."""

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import pytest
 
 from tests.scenario.fleet import Fleet
-from tests.scenario.platform_client import OPENBELL, Sandbox, openbell
+from tests.scenario.platform_client import OPENBELL, Sandbox, impossible_slo, openbell
 
 pytestmark = pytest.mark.sandbox
 
@@ -125,6 +125,24 @@ def span_names(bodies: list[bytes]) -> list[str]:
         request.ParseFromString(body)
         names += [s.name for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans]
     return names
+
+
+def test_a_fleet_already_burning_refuses_the_rollout_as_unhealthy_and_changes_nothing(
+        sandbox: Sandbox, fleet: Fleet, tmp_path: Path) -> None:
+    slo = impossible_slo(tmp_path / "slo" / "push-in-a-millisecond.yaml")
+    time.sleep(5)  # the traders' pushes reach a scrape
+    junit = tmp_path / "canary.xml"
+    code, data, stderr = canary(sandbox, "run", "gateway", "--version", "never-started", "--slo", str(slo.parent),
+                                "--junit", str(junit), timeout_s=120)
+    assert code == 1, stderr[-2000:]
+    assert data["outcome"] == "unhealthy" and data["burning"][0]["slo"] == "gateway/push-in-a-millisecond"
+    assert data["reason"].startswith("unhealthy before the rollout, nothing started: gateway/push-in-a-millisecond:")
+    assert "gateway-push-latency.md" in data["reason"]
+    failed = [c.get("name") for c in ET.parse(junit).getroot().iter("testcase") if c.find("failure") is not None]
+    assert failed == ["fleet healthy before the rollout"]
+    code, state = status(sandbox)
+    assert code == 0 and state.get("version") != "never-started", state  # no rollout was recorded for it
+    assert_safe(sandbox, fleet, stable_version(sandbox))
 
 
 def test_a_healthy_version_is_promoted_and_every_client_ends_on_it(

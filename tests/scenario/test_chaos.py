@@ -26,7 +26,7 @@ import httpx
 import pytest
 
 from tests.scenario.fleet import Fleet
-from tests.scenario.platform_client import Sandbox, openbell, trade
+from tests.scenario.platform_client import Sandbox, impossible_slo, openbell, trade
 
 pytestmark = pytest.mark.sandbox
 
@@ -157,6 +157,21 @@ def test_a_broken_experiment_file_exits_2_with_chaostoolkits_message(sandbox: Sa
     assert code == 2 and stderr.count("\n") == 1
     assert stderr.startswith(f"openbell: {broken}: json.decoder.JSONDecodeError: Expecting property name")
     assert sandbox.status()["state"] == "up"  # nothing was touched
+
+
+def test_a_platform_already_burning_is_refused_as_unhealthy_and_nothing_is_injected(
+        sandbox: Sandbox, traffic: Traffic, tmp_path: Path) -> None:
+    slo = impossible_slo(tmp_path / "slo" / "push-in-a-millisecond.yaml")
+    pids = {c["name"]: c["pid"] for c in sandbox.status()["components"]}
+    code, data, stderr = chaos(sandbox, "gateway-replica-loss", "--slo", str(slo.parent), timeout_s=120)
+    assert code == 1, stderr[-2000:]
+    assert data["outcome"] == "unhealthy"
+    reason = data["verdict"]["reasons"][0]
+    assert reason.startswith("the SLO safeguard refused to start: unhealthy before the experiment: "
+                             "gateway/push-in-a-millisecond: page"), reason
+    assert ("burning since" in reason or "burning for over" in reason) and "gateway-push-latency.md" in reason
+    assert not [s for s in data["timeline"] if s["phase"] == "method"]  # nothing was injected
+    assert {c["name"]: c["pid"] for c in sandbox.status()["components"]} == pids
 
 
 def test_gateway_replica_loss_passes_and_its_traders_reconnect(sandbox: Sandbox, traffic: Traffic,

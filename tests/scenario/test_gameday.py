@@ -20,7 +20,8 @@ import pytest
 import yaml
 
 from tests import chromium
-from tests.scenario.platform_client import Sandbox, openbell
+from tests.scenario.fleet import Fleet
+from tests.scenario.platform_client import Sandbox, impossible_slo, openbell
 
 pytestmark = pytest.mark.sandbox
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,7 +114,8 @@ def test_the_default_plan_passes_at_small_scale(sandbox: Sandbox, tmp_path: Path
     assert {s["name"] for s in doc["slos"]} >= {"gateway-push-latency", "kafka-consumer-lag", "api-errors"}
     assert json.loads((report / "gameday.json").read_text())["verdict"] == doc["verdict"]
     suite = ET.parse(report / "junit.xml").getroot()
-    assert suite.get("failures") == "0" and len(suite.findall(".//testcase")) == 6
+    # A case per phase, the SLO gate, and the platform's health before the gameday.
+    assert suite.get("failures") == "0" and len(suite.findall(".//testcase")) == 7
     looks_right(report, "pass", tmp_path, ("traders", "throughput", "push-latency", "canary-share", "consumer-lag",
                                            "burn-gateway-push-latency"))
     canary_settled(sandbox)
@@ -162,6 +164,42 @@ def test_a_faulty_canary_rolls_back_and_the_gameday_fails_saying_why(sandbox: Sa
     dom = looks_right(report, "fail", tmp_path, ("traders", "canary-share", "push-latency"))
     assert "canary-at-the-bell failed: rolled back" in dom
     canary_settled(sandbox)
+    no_k6_left(report)
+
+
+def test_a_platform_burning_before_the_gameday_ends_it_at_once_saying_what_burns_since_when(
+        sandbox: Sandbox, tmp_path: Path) -> None:
+    slo = impossible_slo(tmp_path / "slo" / "push-in-a-millisecond.yaml")
+    plan = yaml.safe_load(DEFAULT.read_text())
+    plan["spec"]["slo"] = [str(slo.parent)]
+    plan["spec"]["phases"] = [p for p in plan["spec"]["phases"] if "load" in p or "slo" in p]
+    plan["spec"]["phases"][-1]["start"] = {"after": "market-open"}
+    path = tmp_path / "gamedays" / "unhealthy.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(plan, sort_keys=False))
+    report = tmp_path / "report"
+    # Traders, so that the gateways push (the objective burns on pushes).
+    traders = Fleet(sandbox.endpoints["websocket_url"], sandbox.endpoints["market_url"], sandbox.symbols(30),
+                    traders=4).start()
+    try:
+        time.sleep(10)
+        started = time.monotonic()
+        code, doc, err = finish(gameday(sandbox, path, report), timeout_s=120)
+    finally:
+        traders.stop()
+    assert code == 1, err[-4000:]
+    assert time.monotonic() - started < 60  # at once: no phase ran (the load would take minutes)
+    assert doc["verdict"]["outcome"] == "unhealthy"
+    reason = doc["verdict"]["reason"]
+    assert reason.startswith("unhealthy before the gameday: gateway/push-in-a-millisecond: page"), reason
+    assert "burning since" in reason or "burning for over" in reason
+    assert reason.endswith("runbooks/gateway-push-latency.md"), reason
+    assert {p["outcome"] for p in doc["phases"]} == {"not_run"}
+    assert doc["gate"]["unhealthy_at_start"][0]["slo"] == "gateway/push-in-a-millisecond"
+    suite = ET.parse(report / "junit.xml").getroot()
+    failed = [c.get("name") for c in suite.findall(".//testcase") if c.find("failure") is not None]
+    assert failed == ["platform healthy before the gameday"], failed
+    looks_right(report, "unhealthy", tmp_path, ())
     no_k6_left(report)
 
 

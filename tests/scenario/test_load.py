@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.scenario.platform_client import Sandbox
+from tests.scenario.platform_client import Sandbox, impossible_slo
 
 pytestmark = pytest.mark.sandbox
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,22 +55,7 @@ def test_profile_runs_on_the_sandbox_with_real_k6_and_its_summary_becomes_figure
 
 
 def test_an_impossible_objective_fails_the_run_with_exit_1(sandbox: Sandbox, tmp_path: Path) -> None:
-    spec = tmp_path / "impossible.yaml"
-    runbook = ROOT / "runbooks" / "gateway-push-latency.md"
-    spec.write_text(f"""apiVersion: openbell/v1
-kind: SLO
-metadata: {{name: push-in-a-millisecond}}
-spec:
-  service: gateway
-  objective: 99.9
-  runbook: {runbook}
-  sli:
-    latency:
-      histogram: gateway_push_latency_seconds
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
-      threshold: 1ms
-      selector: job="gateway"
-""")
+    spec = impossible_slo(tmp_path / "impossible.yaml", objective=99.9)
     scale, time_scale = SMALL["fomc-spike"]
     done = load(sandbox, "run", "fomc-spike", "--scale", scale, "--time-scale", time_scale, "--slo", str(spec),
                 "--no-gate", "--output", "json")

@@ -163,6 +163,26 @@ def test_a_refusal_to_start_fails_without_a_method() -> None:
     assert verdict.figures["steady_state_before"] is None
 
 
+def test_a_refusal_of_a_platform_already_burning_is_its_own_outcome_with_since_when() -> None:
+    from openbell.chaos.runner import RunResult
+
+    line = ("gateway/gateway-edge-availability: page 1h/5m: burn rate 22.0x (long) and 22.0x (short) exceed 14.4x; "
+            "burning since 14:02:11Z (3m 10s ago); runbook runbooks/gateway-availability.md")
+    record = {**SAFEGUARD_TRIP, "tripped": False, "refused": True, "phase": "before-experiment",
+              "reason": f"unhealthy before the experiment: {line}",
+              "unhealthy": [{"slo": "gateway/gateway-edge-availability", "since": 1741012011.0}]}
+    doc = make_journal(status="interrupted", run=[], rollbacks=[HEAL], extensions=[record])
+    verdict, code = journal.judge(journal.read(doc))
+    assert code == 1
+    assert verdict.reasons[0] == f"the SLO safeguard refused to start: unhealthy before the experiment: {line}"
+    result = RunResult(experiment=None, verdict=verdict, exit_code=code, journal_path=Path("j"),  # type: ignore[arg-type]
+                       log_path=Path("l"), reading=None)
+    assert result.outcome == "unhealthy"
+    plain = journal.judge(journal.read(make_journal(status="interrupted", run=[], rollbacks=[HEAL], extensions=[
+        {**record, "unhealthy": [], "reason": "the SLO gate cannot see (inconclusive): no data"}])))[0]
+    assert RunResult(None, plain, 1, Path("j"), Path("l"), None).outcome == "fail"  # type: ignore[arg-type]
+
+
 def test_ctrl_c_is_exit_130_and_a_signal_from_elsewhere_is_a_failure() -> None:
     doc = make_journal(status="interrupted", before=hypothesis(True, 0.0), run=[KILL], rollbacks=[HEAL])
     assert journal.judge(journal.read(doc), interrupted_by_user=True)[1] == 130

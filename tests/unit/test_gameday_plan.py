@@ -262,12 +262,10 @@ class _Gate:
     """A stand-in for the SLO gate (the real one needs Prometheus: tests/scenario covers it): always passes."""
 
     started_at = 0.0
-    burning_at_start: ClassVar[set[str]] = set()
+    burning: ClassVar[list[Any]] = []
 
-    def baseline(self) -> Any:
-        from openbell.slo.verdict import Verdict
-
-        return Verdict("pass", ("baseline",))
+    def preflight(self, now: float) -> list[Any]:
+        return list(self.burning)
 
     def check(self, now: float, expected: set[str], severity: str | None = None) -> Any:
         from openbell.slo.verdict import Verdict
@@ -321,6 +319,29 @@ def test_a_failing_phase_stops_the_running_ones_and_skips_the_rest(tmp_path: Pat
     assert got == {"market-open": "stopped", "canary-at-the-bell": "fail", "gateway-replica-loss": "not_run",
                    "kafka-broker-loss": "not_run", "closing-budget": "not_run"}
     assert all(r.proc is None or r.proc.poll() is not None for r in game.runs)
+
+
+def test_a_platform_burning_before_the_gameday_ends_it_at_once_with_what_burns_and_since_when(
+        tmp_path: Path) -> None:
+    import time as _time
+
+    from openbell.slo.burning import Burning
+
+    marker = tmp_path / "started"
+    game = _scripted(tmp_path, {name: f"open({str(marker)!r}, 'w')" for name in
+                                ("market-open", "canary-at-the-bell", "gateway-replica-loss", "kafka-broker-loss")})
+    burning = Burning("gateway/gateway-push-latency{exchange=XLON}", "page 6h/30m: burn rate 7.1x (long) and 7.1x "
+                      "(short) exceed 6x", _time.time() - 125, "runbooks/gateway-push-latency.md", "A")
+    game.gate = type("Burning", (_Gate,), {"burning": [burning]})()  # type: ignore[assignment]
+    started = _time.monotonic()
+    outcome = game.run()
+    assert _time.monotonic() - started < 2
+    assert (outcome.verdict, outcome.exit_code) == ("unhealthy", 1)
+    assert outcome.reason.startswith("unhealthy before the gameday: gateway/gateway-push-latency{exchange=XLON}: page")
+    assert "burning since" in outcome.reason and "(2m 5s ago)" in outcome.reason
+    assert outcome.reason.endswith("runbook runbooks/gateway-push-latency.md")
+    assert {r.outcome for r in game.runs} == {"not_run"} and not marker.exists()
+    assert [e.kind for e in game.events] == ["gameday-start", "unhealthy", "gameday-end"]
 
 
 def test_a_phase_that_ignores_sigint_is_killed_with_its_children(tmp_path: Path) -> None:

@@ -242,6 +242,30 @@ def test_a_failed_run_lists_its_reasons_and_the_rollback() -> None:
     assert '<tr class="ev-critical"><td class="num">1:11</td>' in page
 
 
+def test_the_reason_of_a_failure_is_said_once_at_the_top_not_in_every_row() -> None:
+    doc = sample_doc("fail")
+    why = "SLO gate: gateway/gateway-push-latency{exchange=XLON}: page 6h/30m: burn rate 7.1x exceeds 6x"
+    doc["verdict"].update(reason=why, reasons=[why, "kafka-broker-loss: stopped"])
+    for phase in doc["phases"]:
+        if phase["outcome"] != "pass":
+            phase["reason"] = "stopped with the gameday"
+    page = render_html(doc)
+    assert page.count(html.escape(why)) == 1
+    assert page.index(html.escape(why)) < page.index('id="phases"')
+    assert "<li>kafka-broker-loss: stopped</li>" in page
+
+
+def test_an_unhealthy_platform_has_its_own_outcome_and_colour() -> None:
+    doc = sample_doc("fail")
+    line = ("gateway/gateway-push-latency{exchange=XLON}: page 6h/30m: burn rate 7.1x; burning since 14:02:11Z "
+            "(3m 10s ago); runbook runbooks/gateway-push-latency.md")
+    doc["verdict"] = {"outcome": "unhealthy", "exit_code": 1, "reason": f"unhealthy before the gameday: {line}",
+                      "reasons": [line]}
+    page = render_html(doc)
+    assert 'data-outcome="unhealthy"' in page and "background:#8250df" in page
+    assert page.count(html.escape(line)) == 1
+
+
 def test_an_error_verdict_is_grey_and_an_unknown_one_does_not_break_the_page() -> None:
     doc = sample_doc("pass")
     doc["verdict"] = {"outcome": "error", "exit_code": 3, "reason": "the sandbox did not come up", "reasons": []}

@@ -23,6 +23,7 @@ from openbell.canary.gates import Gates
 from openbell.canary.machine import Action, Churn, Observation, Promote, RollBack, Rollout, SetWeight
 from openbell.canary.telemetry import Spans, new_ids
 from openbell.errors import OpenbellError, UnreachableError, UsageError
+from openbell.slo.burning import Burning
 from openbell.slo.verdict import Verdict
 from openbell.targets.base import CanaryTarget, RunConflict, RunStore, Traffic
 
@@ -43,6 +44,14 @@ class Listener:
 
     def poll(self, rollout: Rollout, slo: Verdict | None, judge: Verdict | None, traffic: Traffic | None) -> None:
         pass
+
+
+class Unhealthy(Exception):
+    """The fleet burns its error budget before the rollout: nothing was started."""
+
+    def __init__(self, burning: list[Burning], now: float) -> None:
+        self.burning, self.now = burning, now
+        super().__init__("unhealthy before the rollout: " + "; ".join(b.line(now) for b in burning))
 
 
 @dataclass
@@ -109,8 +118,11 @@ class Controller:
 
     # -- entry points --------------------------------------------------------------------------------
 
-    def run(self, version: str, policy: machine.Policy, faults: dict[str, str]) -> Rollout:
-        """A new rollout of `version`: refused while an unfinished one exists for the service."""
+    def run(self, version: str, policy: machine.Policy, faults: dict[str, str],
+            on_burning: str = "refuse") -> Rollout:
+        """A new rollout of `version`: refused while an unfinished one exists for the service, and (unless
+        `on_burning` is "proceed") while the fleet already burns its budget: a canary started then could not
+        tell its own damage from what was there. Raises Unhealthy, with nothing changed."""
         with self.locked():
             previous = self.load()
             if previous is not None and not previous.done:
@@ -118,6 +130,11 @@ class Controller:
                     f"canary: a rollout of {previous.service} {previous.version} stopped while {previous.phase} "
                     f"(step {previous.step_index + 1}): `openbell canary resume {previous.service}` "
                     "or `abort` it first")
+            if self.gates is not None and on_burning == "refuse":
+                now = self.clock()
+                burning = self.gates.preflight(now)
+                if burning:
+                    raise Unhealthy(burning, now)
             self._doc, self._shown = {}, 0
             self.store.take_request()  # left by an operator for an earlier run: not this one's
             rollout = machine.start(self.target.service, version, self.target.name, policy, self.clock(), faults,

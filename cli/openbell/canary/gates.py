@@ -18,6 +18,7 @@ from typing import Any
 from openbell.canary.judge import MetricResult, judge_metric
 from openbell.canary.services import CanaryService
 from openbell.metrics.prometheus import PrometheusClient, QueryError, QueryTimeout
+from openbell.slo.burning import Burning, burning
 from openbell.slo.durations import human_duration, promql_duration
 from openbell.slo.evaluate import evaluate
 from openbell.slo.model import SLO, ThresholdSLI
@@ -139,6 +140,10 @@ class Gates:
     def rate_window_s(self) -> float:
         """Per-sample rate window: three scrapes, so each sample is a real rate, not one delta."""
         return max(2.0, 3.0 * self.scrape_interval_s)
+
+    def preflight(self, now: float) -> list[Burning]:
+        """What of the fleet burns before the rollout starts, with since when (empty: healthy)."""
+        return burning(self.client, self.slos, "page", now)
 
     def baseline(self, now: float | None = None) -> Verdict:
         """The fleet's SLOs before the canary gets traffic; what already fails is not the canary's doing."""

@@ -137,19 +137,39 @@ class Safeguard:
                     "burning": [], "budget_remaining": {}, "lowest_budget_remaining": None, "slos": []}
 
     def check_before(self) -> None:
-        """Refuse to start (InterruptExecution) when the budget already burns or is too low."""
+        """Refuse to start (InterruptExecution) when the budget already burns or is too low. A platform that
+        already burns is named series by series, with since when and the runbook: nothing was injected."""
         summary = self.ask()
         self.record["before"] = summary
         emit({"kind": "gate", "phase": "before-experiment", **_brief(summary)})
         why = refusal(summary, self.policy)
         if why is None:
             return
+        if summary["outcome"] == "fail":
+            unhealthy = self._burning()
+            if unhealthy:
+                now = time.time()
+                self.record["unhealthy"] = [b.to_dict() for b in unhealthy]
+                why = "unhealthy before the experiment: " + "; ".join(b.line(now) for b in unhealthy)
         self.record.update(refused=True, phase="before-experiment", reason=why, trip=summary)
         self.save()
         emit({"kind": "safeguard", "phase": "before-experiment", "reason": why})
         from chaoslib.exceptions import InterruptExecution  # type: ignore[import-untyped]
 
         raise InterruptExecution(f"openbell SLO safeguard refused to start: {why}")
+
+    def _burning(self) -> list[Any]:
+        """What burns now and since when (`openbell.slo.burning`); empty when that cannot be asked."""
+        from openbell.chaos import target
+        from openbell.metrics.prometheus import PrometheusClient
+        from openbell.slo.burning import burning
+
+        try:
+            url = target.prometheus_url(self.policy.prometheus_url, self.policy.home)
+            with PrometheusClient(url, timeout_s=5.0) as client:
+                return burning(client, self._slos or [], self.policy.severity)
+        except Exception:  # the refusal stands with the gate's own reasons
+            return []
 
     # The watch during the method ---------------------------------------------------------------------------
 

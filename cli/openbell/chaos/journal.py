@@ -141,6 +141,7 @@ def figures(reading: Reading) -> dict[str, Any]:
         out["safeguard"] = {
             "refused": bool(guard.get("refused")), "tripped": bool(guard.get("tripped")),
             "phase": guard.get("phase"), "reason": guard.get("reason"), "polls": guard.get("polls", 0),
+            "unhealthy": guard.get("unhealthy", []),
             "signalled_at": guard.get("signalled_at"), "burning": trip.get("burning", []),
             "budget_remaining": trip.get("budget_remaining", {}),
         }

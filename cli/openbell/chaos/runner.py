@@ -70,10 +70,17 @@ class RunResult:
     interrupted: bool = False
     elapsed_s: float = 0.0
 
+    @property
+    def outcome(self) -> str:
+        """The verdict's outcome, or `unhealthy` when the safeguard refused a platform already burning."""
+        guard = self.verdict.figures.get("safeguard") or {}
+        return "unhealthy" if guard.get("refused") and guard.get("unhealthy") else self.verdict.outcome
+
     def to_json(self, target: str) -> dict[str, Any]:
         return {"experiment": self.experiment.name, "title": self.experiment.title, "path": str(self.experiment.path),
-                "target": target, "exit_code": self.exit_code, "journal": str(self.journal_path),
-                "log": str(self.log_path), "elapsed_s": round(self.elapsed_s, 3), "verdict": self.verdict.to_dict(),
+                "target": target, "outcome": self.outcome, "exit_code": self.exit_code,
+                "journal": str(self.journal_path), "log": str(self.log_path), "elapsed_s": round(self.elapsed_s, 3),
+                "verdict": self.verdict.to_dict(),
                 "timeline": journal.timeline_json(self.reading) if self.reading else []}
 
 

@@ -14,7 +14,7 @@ from openbell.errors import SpecError, UsageError
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-    from openbell.canary.controller import Controller
+    from openbell.canary.controller import Controller, Unhealthy
     from openbell.canary.machine import Event, Rollout
     from openbell.slo.model import SLO
     from openbell.slo.verdict import Verdict
@@ -234,6 +234,9 @@ def run(
                                       help="How long an inconclusive step may extend its hold."),
     on_inconclusive: str = typer.Option("fail", "--on-inconclusive",
                                         help="fail (roll back) or pass, once the extension is used up."),
+    on_burning: str = typer.Option("refuse", "--on-burning",
+                                   help="refuse to start while the fleet already burns (default), or proceed (a "
+                                        "fix for that very burn: what burned before is reported, not counted)."),
     churn: bool = typer.Option(True, "--churn/--no-churn",
                                help="Drain stable WebSockets so each step's weight is reached by open connections."),
     target: str = TARGET,
@@ -259,6 +262,8 @@ def run(
     out = resolve(ctx, output)
     if on_inconclusive not in ("fail", "pass"):
         raise SpecError("--on-inconclusive", on_inconclusive, "expected fail or pass")
+    if on_burning not in ("refuse", "proceed"):
+        raise SpecError("--on-burning", on_burning, "expected refuse or proceed")
     if not version.strip() or any(c.isspace() for c in version):
         raise SpecError("--version", version, "expected a non-empty version label without spaces")
     policy = Policy(steps=parse_steps(steps), hold_s=_duration("--hold", hold),
@@ -275,11 +280,37 @@ def run(
     controller = _controller(tgt, screen, slos, poll_s, rollback_on_interrupt)
     if version == tgt.stable_version():
         raise SpecError("--version", version, f"expected a version other than the stable one ({version})")
+    from openbell.canary.controller import Unhealthy
+
     try:
-        rollout = controller.run(version, policy, faults)
+        rollout = controller.run(version, policy, faults, on_burning)
+    except Unhealthy as exc:
+        screen.stop()
+        _report_unhealthy(service, version, exc, out, junit)
     finally:
         screen.stop()
     _report(rollout, out, controller.last, junit)
+
+
+def _report_unhealthy(service: str, version: str, exc: Unhealthy, out: Output, junit: Path | None) -> None:
+    """The fleet burned before the rollout: nothing started. What burns, since when, the runbook; exit 1."""
+    lines = [b.line(exc.now) for b in exc.burning]
+    reason = "unhealthy before the rollout, nothing started: " + "; ".join(lines)
+    if junit is not None:
+        from openbell.report import junit as junit_xml
+
+        junit_xml.write(junit, f"openbell canary {service} {version}", [
+            junit_xml.Case("fleet healthy before the rollout", f"canary.{service}", "fail", reason)])
+    if out is Output.json:
+        print_json({"service": service, "version": version, "outcome": "unhealthy", "exit_code": 1,
+                    "reason": reason, "burning": [b.to_dict() for b in exc.burning]})
+    else:
+        con = console()
+        con.print(f"[bold magenta]UNHEALTHY[/] {service} {version}: the fleet burns its error budget; "
+                  "the rollout did not start (--on-burning proceed to roll out a fix for that burn)")
+        for line in lines:
+            con.print(f"  - {line}")
+    raise typer.Exit(1)
 
 
 @app.command()

@@ -250,8 +250,8 @@ def _render(result: RunResult, target: str) -> None:
 
     out = console()
     verdict = result.verdict
-    colour = "green" if verdict.passed else "red"
-    out.print(f"chaos {result.experiment.name} ({target}): [{colour}]{verdict.outcome}[/]")
+    colour = "green" if verdict.passed else "magenta" if result.outcome == "unhealthy" else "red"
+    out.print(f"chaos {result.experiment.name} ({target}): [{colour}]{result.outcome}[/]")
     for reason in verdict.reasons:
         out.print(f"  - {reason}")
     if result.reading is not None and result.reading.timeline:

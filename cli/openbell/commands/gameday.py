@@ -134,7 +134,7 @@ def _where(target: str, home: Path | None, prometheus: str | None, base_url: str
 
 def _warm_up(lay: Any, say: Any) -> None:
     """A sandbox younger than WARMUP_S is still settling (consumers catching up, first scrapes): the gate's
-    baseline is taken after that, not in the middle of it."""
+    preflight (is anything burning before the gameday?) is asked after that, not in the middle of it."""
     from openbell.sandbox.state import load
 
     state = load(lay.state_file)
@@ -200,7 +200,7 @@ def document(game: Gameday, outcome: Any, slos: list[SLO], folder: Path,
                     "reasons": outcome.reasons},
         "gate": {"severity": game.plan.gate.severity, "interval_s": game.plan.gate.interval_s,
                  "max_budget_consumed": game.plan.gate.max_budget_consumed,
-                 "burning_at_start": sorted(game.gate.burning_at_start), "checks": len(game.gate_checks),
+                 "unhealthy_at_start": [b.to_dict() for b in game.unhealthy], "checks": len(game.gate_checks),
                  "last": last.to_dict() if last is not None else None},
         "phases": [r.to_dict(folder) for r in game.runs],
         "events": [e.to_dict() for e in sorted(game.events, key=lambda e: e.at)],
@@ -235,10 +235,17 @@ def write_report(doc: dict[str, Any], folder: Path) -> None:
         cases.append(junit.Case(f"{p['name']} ({p['kind']})", f"gameday.{doc['gameday']}", outcome,
                                 p["reason"] or p["outcome"], time_s=p["duration_s"] or 0.0))
     v = doc["verdict"]
-    cases.append(junit.Case("SLO gate", f"gameday.{doc['gameday']}",
-                            "fail" if any(r.startswith("SLO gate") for r in v["reasons"]) else "pass",
-                            "; ".join(r for r in v["reasons"] if r.startswith("SLO gate")) or
-                            f"held over {doc['gate']['checks']} checks"))
+    suite = f"gameday.{doc['gameday']}"
+    unhealthy = v["outcome"] == "unhealthy"
+    cases.insert(0, junit.Case("platform healthy before the gameday", suite, "fail" if unhealthy else "pass",
+                               "; ".join(v["reasons"]) if unhealthy else "nothing burning at the start"))
+    if unhealthy:
+        cases.append(junit.Case("SLO gate", suite, "skipped", "not asked: the gameday did not start"))
+    else:
+        cases.append(junit.Case("SLO gate", suite,
+                                "fail" if any(r.startswith("SLO gate") for r in v["reasons"]) else "pass",
+                                "; ".join(r for r in v["reasons"] if r.startswith("SLO gate")) or
+                                f"held over {doc['gate']['checks']} checks"))
     (folder / "junit.xml").write_text(junit.render(f"openbell gameday {doc['gameday']}", cases))
     write_html(doc, folder)
 

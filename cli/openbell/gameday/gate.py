@@ -1,9 +1,9 @@
 """The gameday's own gate: one verdict from the SLO model, asked every few seconds while anything runs.
 
 Two rules, both from the plan's SLOs:
-1. **Burn rate**: no SLO series may burn past its multiwindow thresholds (page severity by default). What
-   already burned when the gameday started is reported but not counted (a baseline, as the canary's fleet
-   gate does), so a platform that was already unhealthy is told apart from damage the gameday did.
+1. **Burn rate**: no SLO series may burn past its multiwindow thresholds (page severity by default). A
+   platform already burning when the gameday starts is not gamed at all (`preflight`): the gameday ends at
+   once, naming what burns and since when, so a failure is always damage the gameday did.
 2. **Budget cap**: no SLO may spend more than `max_budget_consumed` of its period's error budget over the
    gameday. An SLO a started phase declared in `expected_burn` (a broker loss spends consumer-lag budget
    by design) leaves rule 1 from then on and is held to this cap alone.
@@ -14,7 +14,7 @@ A Prometheus that cannot be asked three times in a row fails the gate: a blind g
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -22,6 +22,7 @@ import httpx
 from openbell.errors import OpenbellError
 from openbell.gameday.plan import Gate
 from openbell.metrics.prometheus import PrometheusClient
+from openbell.slo.burning import Burning, burning
 from openbell.slo.evaluate import GroupResult, evaluate
 from openbell.slo.model import SLO
 from openbell.slo.promql import error_ratio
@@ -54,13 +55,11 @@ class GamedayGate:
     slos: list[SLO]
     rules: Gate
     started_at: float
-    burning_at_start: set[str] = field(default_factory=set)
     blind: int = 0
 
-    def baseline(self) -> Verdict:
-        verdict, results = evaluate(self.client, self.slos, self.rules.severity)
-        self.burning_at_start = {r.label for r in results if r.outcome == "fail"}
-        return verdict
+    def preflight(self, now: float) -> list[Burning]:
+        """What burns before anything starts, with since when (empty: the platform is healthy)."""
+        return burning(self.client, self.slos, self.rules.severity, now)
 
     def spend(self, slo: SLO, now: float) -> Spend:
         """Error ratio over [started_at, now] (worst group) -> burn rate and share of the period budget."""
@@ -121,16 +120,14 @@ class GamedayGate:
         if outcome == "pass":
             reasons.insert(0, f"{len(results)} SLO series within their {severity} burn rates; every SLO "
                               f"within {self.rules.max_budget_consumed:.0%} of its budget")
-        figures = {"spend": [s.to_dict() for s in spends], "burning_at_start": sorted(self.burning_at_start),
-                   "expected_burn": sorted(expected_burn), "notes": notes, "answered": answered}
+        figures = {"spend": [s.to_dict() for s in spends], "expected_burn": sorted(expected_burn), "notes": notes,
+                   "answered": answered}
         return Verdict(outcome, tuple(reasons), figures)
 
     def _judge(self, r: GroupResult, expected_burn: set[str]) -> tuple[Outcome, list[str]]:
         failing = [f"{r.label}: {p.reason}" for p in r.pairs if p.outcome == "fail"]
         if r.outcome != "fail":
             return ("pass" if r.outcome == "pass" else "inconclusive"), []
-        if r.label in self.burning_at_start:
-            return "pass", [f"{r.label}: already burning before the gameday (not counted)"]
         if r.slo.name in expected_burn:
             return "pass", [f"{r.label}: burning as its phase expected (held to the budget cap)"]
         return "fail", failing

@@ -7,7 +7,8 @@ and the artifacts. Times show as m:ss from the run's start.
 
 Palette (fixed, so that tests can look for these colours in a screenshot):
   outcomes     pass #1a7f37, fail #cf222e, interrupted #9a6700, error #57606a, stopped #bc4c00,
-               inconclusive #9a6700, skipped #8c959f, not_run #afb8c1 (verdict banner, badges, Gantt bars)
+               unhealthy #8250df (burning before the gameday), inconclusive #9a6700, skipped #8c959f,
+               not_run #afb8c1 (verdict banner, badges, Gantt bars)
   series       #2f81f7 blue, #e16f24 orange, #8250df purple, #1b7c83 teal, #d6336c pink, #6b8e23 olive,
                #8a5a2b brown, #3d5a80 slate (in order, per chart)
   thresholds   #e5534b coral, #d4a72c gold, #6e7781 grey (dashed)
@@ -32,6 +33,7 @@ OUTCOME_COLOURS: dict[str, str] = {
     "interrupted": "#9a6700",
     "error": "#57606a",
     "stopped": "#bc4c00",
+    "unhealthy": "#8250df",
     "inconclusive": "#9a6700",
     "skipped": "#8c959f",
     "not_run": "#afb8c1",
@@ -342,7 +344,9 @@ def write_report(doc: dict[str, Any], directory: Path) -> Path:
 def _banner(doc: dict[str, Any], origin: float) -> str:
     verdict = _dict(doc.get("verdict"))
     outcome = str(verdict.get("outcome") or "unknown")
-    reasons = [r for r in verdict.get("reasons") or [] if r not in (None, "")]
+    # The headline reason is said once: the list holds the others.
+    headline = str(verdict.get("reason") or "")
+    reasons = [r for r in verdict.get("reasons") or [] if r and str(r) not in headline]
     meta = [
         ("Target", _esc(doc.get("target") or "—")),
         ("Run", _esc(doc.get("run_id") or "—")),

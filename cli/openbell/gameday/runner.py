@@ -32,6 +32,7 @@ from openbell.slo.verdict import Verdict
 
 if TYPE_CHECKING:
     from openbell.gameday.gate import GamedayGate
+    from openbell.slo.burning import Burning
 
 GRACE_S = 180.0  # a canary's rollback, chaos rollbacks and a k6 stop all fit well within this
 
@@ -78,7 +79,7 @@ class PhaseRun:
 
 @dataclass
 class Outcome:
-    verdict: str  # pass | fail | interrupted | error
+    verdict: str  # pass | fail | unhealthy | interrupted | error
     exit_code: int
     reason: str
     reasons: list[str]
@@ -104,6 +105,7 @@ class Gameday:
     interrupted: bool = False
     failures: list[str] = field(default_factory=list)
     last_gate: Verdict | None = None
+    unhealthy: list[Burning] = field(default_factory=list)
     _signal_count: int = 0
 
     # -- the loop ------------------------------------------------------------------------------------
@@ -113,12 +115,12 @@ class Gameday:
         (self.workdir / "phases").mkdir(parents=True, exist_ok=True)
         self.started_at = self.gate.started_at
         self._event(None, "gameday-start", f"gameday {self.plan.name} on {self.where.target} (run {self.run_id})")
-        baseline = self.gate.baseline()
-        if self.gate.burning_at_start:
-            self._event(None, "baseline", "already burning before the gameday (reported, not counted): "
-                        + ", ".join(sorted(self.gate.burning_at_start)), "warning")
-        self.gate_checks.append({"at": self.clock(), "outcome": baseline.outcome, "baseline": True,
-                                 "reasons": list(baseline.reasons)})
+        now = self.clock()
+        unhealthy = self.gate.preflight(now)
+        self.gate_checks.append({"at": now, "outcome": "fail" if unhealthy else "pass", "preflight": True,
+                                 "reasons": [b.line(now) for b in unhealthy]})
+        if unhealthy:
+            return self._unhealthy(unhealthy, now)
         next_gate = self.clock()
         with self._signals():
             try:
@@ -146,6 +148,21 @@ class Gameday:
         self.finished_at = self.clock()
         self._event(None, "gameday-end", f"gameday {self.plan.name} ended")
         return self._outcome()
+
+    def _unhealthy(self, burning: list[Burning], now: float) -> Outcome:
+        """The platform burns its budget before anything started: no phase runs, and the reason says what
+        burns, since when, and which runbook to open (a gameday cannot tell its damage from what was there)."""
+        lines = [b.line(now) for b in burning]
+        for run in self.runs:
+            run.state, run.outcome = "done", "not_run"
+            run.reason = "not started: the platform was unhealthy before the gameday"
+        self.unhealthy = burning
+        self._event(None, "unhealthy", "unhealthy before the gameday, nothing started: " + "; ".join(lines),
+                    "critical")
+        self.finished_at = self.clock()
+        self._event(None, "gameday-end", f"gameday {self.plan.name} ended before it began")
+        more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+        return Outcome("unhealthy", 1, f"unhealthy before the gameday: {lines[0]}{more}", lines)
 
     def _interrupt(self) -> None:
         self.interrupted = True
@@ -317,8 +334,9 @@ class Gameday:
         run.result = _read_json(run.stdout)
         outcome, reason = judge_phase(run.phase, code, run.result, run.log)
         if run.signalled_at is not None and outcome != "error":
+            # Why the gameday stopped is said once, in the verdict; the row says what this phase did.
             outcome = "interrupted" if self.interrupted else "stopped"
-            reason = f"stopped by the gameday ({self.stopping}); " + (reason or "")
+            reason = "stopped with the gameday; " + (reason or "")
         run.outcome, run.reason = outcome, reason.strip("; ")
         run.figures = phase_figures(run.phase, run.result)
         # Recorded for the report, not shown again: their progress lines were forwarded as they happened.
@@ -367,7 +385,7 @@ class Gameday:
     def _stop_all(self, now: float) -> None:
         for run in self.runs:
             if run.state == "waiting":
-                run.state, run.outcome, run.reason = "done", "not_run", f"not started: {self.stopping}"
+                run.state, run.outcome, run.reason = "done", "not_run", "not started: the gameday had stopped"
             elif run.state == "running":
                 if run.signalled_at is None:
                     self._signal(run, now)
@@ -418,7 +436,7 @@ class Gameday:
                            self.failures or [errors[0].reason])
         failed = [f"{r.phase.name}: {r.outcome}" for r in self.runs if r.outcome != "pass"]
         if self.failures or failed:
-            reasons = self.failures or failed
+            reasons = list(dict.fromkeys(self.failures or failed))  # the same failure once
             return Outcome("fail", 1, reasons[0], reasons)
         return Outcome("pass", 0, f"every phase passed and the SLO gate held ({len(self.runs)} phases)",
                        [f"{r.phase.name}: pass" for r in self.runs])
