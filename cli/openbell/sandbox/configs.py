@@ -39,6 +39,10 @@ def kafka_properties(port: int, controller_port: int, log_dir: Path, partitions:
         "share.coordinator.state.topic.replication.factor=1",
         "share.coordinator.state.topic.min.isr=1",
         "group.initial.rebalance.delay.ms=0",
+        # One network thread and two request handlers are plenty for a dozen clients on two cores; the
+        # defaults (3 and 8) only add threads waking to contend for them.
+        "num.network.threads=1",
+        "num.io.threads=2",
         # Topics are created by the sandbox with their partition counts; a typo must not create one.
         "auto.create.topics.enable=false",
         # A restarted broker is fenced and back in seconds, not the default 9 s + 2 s heartbeat.
