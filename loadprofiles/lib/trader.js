@@ -63,6 +63,9 @@ export function env() {
     timeScale: positiveNumber('TIME_SCALE', 1),
     accounts: Math.floor(positiveNumber('ACCOUNTS', 1000)),
     symbols: __ENV.SYMBOLS || '',
+    // Calibration (`openbell sandbox calibrate`): hold the profile's peak for CALIBRATE_S wall seconds.
+    calibrateS: __ENV.CALIBRATE_S ? positiveNumber('CALIBRATE_S', 30) : null,
+    calibrateRampS: positiveNumber('CALIBRATE_RAMP_S', 5),
   };
 }
 
@@ -136,15 +139,32 @@ function checkProfile(profile) {
 }
 
 /**
+ * The run's stages in wall seconds with this run's targets: the profile's stages, scaled; or, when calibrating
+ * (CALIBRATE_S), its peak held steady: the most traders it ever has and its peak order rate, reached over
+ * CALIBRATE_RAMP_S and held for CALIBRATE_S (the feed held at its peak multiplier, see feedSteps).
+ */
+export function runStages(profile) {
+  const prod = profile.production;
+  if (ENV.calibrateS !== null) {
+    const traders = scaled(Math.max(...prod.stages.map((st) => st.traders)));
+    const ordersPerMin = scaled(Math.max(...prod.stages.map((st) => st.orders_per_s)) * 60);
+    return [{ seconds: ENV.calibrateRampS, traders, ordersPerMin }, { seconds: ENV.calibrateS, traders, ordersPerMin }];
+  }
+  return prod.stages.map((st) => ({
+    seconds: scaledSeconds(st.duration_s), traders: scaled(st.traders), ordersPerMin: scaled(st.orders_per_s * 60),
+  }));
+}
+
+/**
  * k6 options for a profile: a ramping-vus `traders` scenario (targets = production traders x SCALE) and a
  * ramping-arrival-rate `orders` scenario (production orders/s x SCALE, per minute so small scales keep
  * resolution), both on the same stage timeline (durations x TIME_SCALE); thresholds = defaults + env.
  */
 export function buildOptions(profile) {
   checkProfile(profile);
-  const stages = profile.production.stages;
-  const traderStages = stages.map((st) => ({ duration: k6Duration(scaledSeconds(st.duration_s)), target: scaled(st.traders) }));
-  const orderStages = stages.map((st) => ({ duration: k6Duration(scaledSeconds(st.duration_s)), target: scaled(st.orders_per_s * 60) }));
+  const stages = runStages(profile);
+  const traderStages = stages.map((st) => ({ duration: k6Duration(st.seconds), target: st.traders }));
+  const orderStages = stages.map((st) => ({ duration: k6Duration(st.seconds), target: st.ordersPerMin }));
   const peakPerMinute = Math.max(...orderStages.map((st) => st.target));
   const peakPerSecond = peakPerMinute / 60;
   const scenarios = {
@@ -226,6 +246,9 @@ function referencePrices(symbols) {
 }
 
 function feedSteps(profile) {
+  if (ENV.calibrateS !== null) {
+    return [{ at_s: 0, multiplier: Math.max(...profile.production.feed_schedule.map((st) => st.multiplier)) }];
+  }
   // at_s scaled like every other duration; steps must stay strictly increasing after rounding.
   const steps = [];
   for (const step of profile.production.feed_schedule) {
@@ -334,7 +357,7 @@ export function traderSession(profile, data) {
   const symbols = drawSymbols(data.symbols, randInt(SYMBOLS_MIN, SYMBOLS_MAX));
   const account = `acct-${randInt(1, ENV.accounts)}`;
   // The trader leaves by the end of the stages at the latest, so k6 never has to interrupt a session.
-  const runMs = prod.stages.reduce((sum, st) => sum + scaledSeconds(st.duration_s) * 1000, 0);
+  const runMs = runStages(profile).reduce((sum, st) => sum + st.seconds * 1000, 0);
   const leftMs = exec.scenario.startTime + runMs - STOP_MARGIN_MS - Date.now();
   const lengthMs = Math.max(0, Math.min(sessionLengthMs(prod.session_mean_s, prod.session_sigma), leftMs));
   if (lengthMs < STOP_MARGIN_MS) {

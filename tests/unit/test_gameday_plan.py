@@ -36,7 +36,10 @@ def test_the_default_plan_is_valid_and_resolves() -> None:
     assert plan.slo_paths == (ROOT / "slo",)
     load, canary = plan.phases[0].action, plan.phases[1].action
     assert isinstance(load, LoadPhase) and load.profile == "nyse-open" and load.thresholds == "report"
+    # The default load fits the machine: half of what every SLO held at here (the plan fixes no scale).
+    assert load.calibrated and load.scale is None and load.capacity_fraction == 0.5
     assert isinstance(canary, CanaryPhase) and canary.steps == (10, 50, 100) and "{run}" in canary.version
+    assert canary.probe_rate == 5
     assert plan.phases[1].start.at_s == 40.0
     assert plan.phases[3].expected_burn == ("kafka-consumer-lag",)
     assert plan.phases[4].start.after == ("market-open", "kafka-broker-loss")
@@ -78,6 +81,9 @@ _DELETE = object()
     ("spec.phases.1.canary.sandbox_faults", {"error_rate": 2}, "spec.phases[1].canary.sandbox_faults", "0..1"),
     ("spec.phases.1.canary.colour", "blue", "spec.phases[1].canary.colour", "unknown field"),
     ("spec.phases.0.load.scale", -1, "spec.phases[0].load.scale", "number in"),
+    ("spec.phases.0.load.scale", "auto", "spec.phases[0].load.scale", "or calibrated"),
+    ("spec.phases.0.load.capacity_fraction", 0.8, "spec.phases[0].load.capacity_fraction", "(0, 0.5]"),
+    ("spec.phases.1.canary.probe_rate", -2, "spec.phases[1].canary.probe_rate", "number in"),
     ("spec.phases.0.load.thresholds", "ignore", "spec.phases[0].load.thresholds", "report, gate"),
     ("spec.phases.2.start", {"after": "nowhere"}, "spec.phases[2].start.after", "not an earlier phase"),
     ("spec.phases.2.start", {"after": "kafka-broker-loss"}, "spec.phases[2].start.after", "not an earlier phase"),
@@ -102,8 +108,15 @@ def test_references_name_the_field() -> None:
     with pytest.raises(SpecError, match=r"spec.phases\[0\].load.profile: unknown profile 'nyse-open'"):
         check_references(plan, "sandbox", {"kafka-consumer-lag"}, ["soak"], ["gateway-replica-loss",
                                                                             "kafka-broker-loss"])
-    with pytest.raises(SpecError, match=r"spec.phases\[2\].chaos.experiment: no kubernetes experiment"):
+    with pytest.raises(SpecError, match=r"spec.phases\[0\].load.scale: calibrated needs the sandbox target"):
         check_references(plan, "kubernetes", {"kafka-consumer-lag"}, ["nyse-open"], ["gateway-pod-loss"])
+    fixed = parse_plan(_set(_set(_doc(), "spec.phases.0.load.scale", 0.0005), "spec.phases.1.canary.probe_rate", 0),
+                       DEFAULT)
+    with pytest.raises(SpecError, match=r"spec.phases\[2\].chaos.experiment: no kubernetes experiment"):
+        check_references(fixed, "kubernetes", {"kafka-consumer-lag"}, ["nyse-open"], ["gateway-pod-loss"])
+    with pytest.raises(SpecError, match=r"spec.phases\[0\].load.capacity_fraction: only with scale: calibrated"):
+        parse_plan(_set(_set(_doc(), "spec.phases.0.load.scale", 0.0005), "spec.phases.0.load.capacity_fraction",
+                        0.5), DEFAULT)
 
 
 def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
@@ -202,6 +215,7 @@ def test_phase_command_lines(tmp_path: Path) -> None:
     canary = game.argv(plan.phases[1])
     assert canary[canary.index("--version") + 1].startswith("rc-R1")
     assert canary[canary.index("--steps") + 1] == "10,50,100" and canary[canary.index("--hold") + 1] == "25s"
+    assert canary[canary.index("--probe-rate") + 1] == "5"
     chaos = game.argv(plan.phases[2])
     assert chaos[chaos.index("run") + 1] == "gateway-replica-loss" and "--context" not in chaos
     kube = _game(tmp_path, "kubernetes")
@@ -398,4 +412,5 @@ def test_kubernetes_takes_its_own_default_plan_and_needs_prometheus_and_an_entry
     assert isinstance(result.exception, UsageError)  # the Kubernetes plan resolved; the URLs are missing
     assert "--prometheus URL and --base-url URL are required" in str(result.exception)
     result = CliRunner().invoke(app, ["gameday", "--target", "kubernetes", "--plan", str(DEFAULT)])
-    assert isinstance(result.exception, SpecError) and "no kubernetes experiment" in str(result.exception)
+    # The sandbox's plan: its load is calibrated on this machine, which a cluster is not.
+    assert isinstance(result.exception, SpecError) and "calibrated needs the sandbox target" in str(result.exception)

@@ -266,6 +266,18 @@ def test_an_unhealthy_platform_has_its_own_outcome_and_colour() -> None:
     assert page.count(html.escape(line)) == 1
 
 
+def test_a_calibrated_load_says_what_it_ran_at_of_what_the_machine_sustains() -> None:
+    doc = sample_doc("pass")
+    doc["load"] = [{"phase": "market-open", "profile": "nyse-open", "scale": 0.0011, "capacity_scale": 0.0022,
+                    "capped": False, "capacity_fraction": 0.5, "headroom": 0.5, "measured_at": 1764770400.0,
+                    "cached": True}]
+    page = render_html(doc)
+    line = re.search(r'<div class="verdict-plan" data-load="market-open">(.*?)</div>', page)
+    assert line is not None
+    assert line.group(1) == ("Load market-open: scale 0.0011, 50% of 0.0022, the largest scale every SLO held at on "
+                             "this machine (calibrated 2025-12-03 14:00Z, kept): 50% headroom left")
+
+
 def test_an_error_verdict_is_grey_and_an_unknown_one_does_not_break_the_page() -> None:
     doc = sample_doc("pass")
     doc["verdict"] = {"outcome": "error", "exit_code": 3, "reason": "the sandbox did not come up", "reasons": []}

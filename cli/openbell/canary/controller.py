@@ -21,6 +21,7 @@ from typing import Any
 from openbell.canary import machine
 from openbell.canary.gates import Gates
 from openbell.canary.machine import Action, Churn, Observation, Promote, RollBack, Rollout, SetWeight
+from openbell.canary.probe import Prober
 from openbell.canary.telemetry import Spans, new_ids
 from openbell.errors import OpenbellError, UnreachableError, UsageError
 from openbell.slo.burning import Burning
@@ -233,16 +234,39 @@ class Controller:
                     self.save(rollout)
                 elif rollout.phase == "progressing":
                     self._baseline(fresh=False)
-                rollout = self._execute(rollout, actions)
-                while rollout.phase == "progressing":
-                    self.sleep(self.poll_s)
-                    rollout = self._poll(rollout)
+                with self._probing(rollout) as probing:
+                    rollout = self._execute(rollout, actions)
+                    while rollout.phase == "progressing":
+                        self.sleep(self.poll_s)
+                        rollout = self._poll(rollout)
+                if probing is not None:
+                    rollout = self._log_probe(rollout, probing)
             except Interrupted:
                 return self._finish(self._interrupted())
             except Exception as exc:
                 self._fail_safe(exc)
                 raise
         return self._finish(rollout)
+
+    @contextlib.contextmanager
+    def _probing(self, rollout: Rollout) -> Iterator[Prober | None]:
+        """Synthetic requests to the canary and to stable while the rollout progresses (policy.probe_rate_per_s;
+        none at 0): the judge's evidence at any weight, however quiet the service."""
+        if rollout.policy.probe_rate_per_s <= 0 or rollout.phase != "progressing":
+            yield None
+            return
+        prober = Prober(self.target.probe_endpoints, rollout.policy.probe_rate_per_s).start()
+        try:
+            yield prober
+        finally:
+            prober.stop()
+
+    def _log_probe(self, rollout: Rollout, prober: Prober) -> Rollout:
+        c, s = prober.counts["canary"], prober.counts["stable"]
+        rollout = rollout.log(self.clock(), "probe", f"synthetic probe at {prober.rate_per_s:g}/s each: canary "
+                              f"{c.requests} requests ({c.errors} failed), stable {s.requests} ({s.errors} failed)")
+        self.save(rollout)
+        return rollout
 
     def _baseline(self, fresh: bool) -> None:
         """What burned before the canary got traffic: measured once, at the start, and kept with the run

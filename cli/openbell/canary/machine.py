@@ -35,16 +35,17 @@ class Policy:
     max_extension_s: float = 60.0
     inconclusive: InconclusivePolicy = "fail"
     churn: bool = True
+    probe_rate_per_s: float = 0.0  # synthetic requests a second to the canary and to stable (canary/probe.py)
 
     def to_dict(self) -> dict[str, Any]:
         return {"steps": list(self.steps), "hold_s": self.hold_s, "max_extension_s": self.max_extension_s,
-                "inconclusive": self.inconclusive, "churn": self.churn}
+                "inconclusive": self.inconclusive, "churn": self.churn, "probe_rate_per_s": self.probe_rate_per_s}
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Policy:
         return cls(steps=tuple(int(s) for s in raw["steps"]), hold_s=float(raw["hold_s"]),
                    max_extension_s=float(raw["max_extension_s"]), inconclusive=raw["inconclusive"],
-                   churn=bool(raw["churn"]))
+                   churn=bool(raw["churn"]), probe_rate_per_s=float(raw.get("probe_rate_per_s", 0.0)))
 
 
 def check_steps(steps: tuple[int, ...]) -> str | None:

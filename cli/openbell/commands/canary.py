@@ -239,6 +239,9 @@ def run(
                                         "fix for that very burn: what burned before is reported, not counted)."),
     churn: bool = typer.Option(True, "--churn/--no-churn",
                                help="Drain stable WebSockets so each step's weight is reached by open connections."),
+    probe_rate: float = typer.Option(0.0, "--probe-rate", min=0.0, max=1000.0,
+                                     help="Synthetic requests a second to the canary and as many to stable during "
+                                          "the rollout (a load tester, for a service too quiet to judge) [0: off]."),
     target: str = TARGET,
     slo: list[Path] = typer.Option([], "--slo", help="SLO specs [default ./slo]."),
     fault: list[str] = typer.Option([], "--sandbox-fault", help="Canary fault, e.g. error_rate=0.05 or latency_ms=80."),
@@ -268,7 +271,7 @@ def run(
         raise SpecError("--version", version, "expected a non-empty version label without spaces")
     policy = Policy(steps=parse_steps(steps), hold_s=_duration("--hold", hold),
                     max_extension_s=_duration("--max-extension", max_extension),
-                    inconclusive=on_inconclusive, churn=churn)  # type: ignore[arg-type]
+                    inconclusive=on_inconclusive, churn=churn, probe_rate_per_s=probe_rate)  # type: ignore[arg-type]
     poll_s = _duration("--interval", interval)
     faults = parse_faults(fault)
     if faults and target != "sandbox":
@@ -277,6 +280,8 @@ def run(
     tgt = _target(service, target, home, namespace, kube_context, prometheus, screen.say)
     slos = _slos(service, slo)
     tgt.check()
+    if probe_rate > 0:
+        tgt.probe_endpoints()  # a target that cannot probe refuses here, before anything changes
     controller = _controller(tgt, screen, slos, poll_s, rollback_on_interrupt)
     if version == tgt.stable_version():
         raise SpecError("--version", version, f"expected a version other than the stable one ({version})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 
 DEFAULT_PLAN = Path("gamedays/opening-bell.yaml")
 DEFAULT_KUBERNETES_PLAN = Path("gamedays/opening-bell-kubernetes.yaml")
-WARMUP_S = 45.0
 
 
 def gameday(
@@ -64,8 +64,13 @@ def gameday(
     now = time.time()
     run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now * 1000) % 1000:03d}Z"
     folder = (report or Path("build") / "gameday" / run_id).resolve()
-    where = _where(target, home, prometheus, base_url, kube_context, namespace, fmt)
-    doc, code = run_gameday(plan, slos, where, run_id, folder, fmt)
+    where, endpoints = _where(target, home, prometheus, base_url, kube_context, namespace, fmt)
+    load: list[dict[str, Any]] = []
+    if endpoints is not None:
+        from openbell.gameday.calibrated import resolve as calibrated
+
+        plan, load = calibrated(plan, slos, endpoints, folder / "calibration", _say(fmt, "calibration"))
+    doc, code = run_gameday(plan, slos, where, run_id, folder, fmt, load)
     if junit is not None:
         junit.parent.mkdir(parents=True, exist_ok=True)
         junit.write_text((folder / "junit.xml").read_text())
@@ -105,47 +110,35 @@ def _check(plan: Plan, target: str) -> list[SLO]:
     return slos
 
 
+def _say(fmt: Output, who: str) -> Callable[[str], None]:
+    err = console(stderr=True)
+
+    def say(message: str) -> None:
+        if fmt is Output.text:
+            err.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {who}: {message}")
+
+    return say
+
+
 def _where(target: str, home: Path | None, prometheus: str | None, base_url: str | None,
-           kube_context: str | None, namespace: str | None, fmt: Output) -> Where:
+           kube_context: str | None, namespace: str | None, fmt: Output) -> tuple[Where, dict[str, str] | None]:
+    """Where the phases act, and the sandbox's endpoints (None on Kubernetes)."""
     from openbell.gameday.runner import Where
 
     if target == "kubernetes":
         assert prometheus is not None
-        return Where("kubernetes", prometheus.rstrip("/"), None, base_url, kube_context, namespace)
+        return Where("kubernetes", prometheus.rstrip("/"), None, base_url, kube_context, namespace), None
     from openbell.sandbox.layout import Layout, default_home
-    from openbell.sandbox.supervisor import UpOptions, up
+    from openbell.sandbox.supervisor import up_and_settled
 
     lay = Layout(home.expanduser().resolve() if home else default_home())
-    err = console(stderr=True)
-    started = time.monotonic()
-
-    def say(message: str) -> None:
-        if fmt is Output.text:
-            err.print(f"[dim]{time.strftime('%H:%M:%S')}[/] sandbox: {message}")
-
-    status = up(lay, UpOptions(), say)
-    if status.state != "up":
-        bad = [c.name for c in status.components if not (c.running and c.health.healthy)]
-        raise UnreachableError(f"sandbox at {lay.home}: not healthy ({', '.join(bad)}); `openbell sandbox status`")
-    say(f"up and healthy in {time.monotonic() - started:.1f}s")
-    _warm_up(lay, say)
-    return Where("sandbox", status.endpoints["prometheus_url"], lay.home)
-
-
-def _warm_up(lay: Any, say: Any) -> None:
-    """A sandbox younger than WARMUP_S is still settling (consumers catching up, first scrapes): the gate's
-    preflight (is anything burning before the gameday?) is asked after that, not in the middle of it."""
-    from openbell.sandbox.state import load
-
-    state = load(lay.state_file)
-    age = time.time() - state.started_at if state and state.started_at else WARMUP_S
-    if age < WARMUP_S:
-        say(f"warming up for {WARMUP_S - age:.0f}s (the platform is {age:.0f}s old; its SLIs need a few scrapes)")
-        time.sleep(WARMUP_S - age)
+    # The gate's preflight (is anything burning before the gameday?) is asked once the platform has settled.
+    status = up_and_settled(lay, _say(fmt, "sandbox"))
+    return Where("sandbox", status.endpoints["prometheus_url"], lay.home), status.endpoints
 
 
 def run_gameday(plan: Plan, slos: list[SLO], where: Where, run_id: str, folder: Path,
-                fmt: Output) -> tuple[dict[str, Any], int]:
+                fmt: Output, load: list[dict[str, Any]] | None = None) -> tuple[dict[str, Any], int]:
     """Run the plan, then write the report folder: index.html, gameday.json, junit.xml, phases/."""
     from openbell.gameday.gate import GamedayGate
     from openbell.gameday.runner import Gameday
@@ -173,6 +166,7 @@ def run_gameday(plan: Plan, slos: list[SLO], where: Where, run_id: str, folder: 
         doc = document(game, outcome, slos, folder, None)
         doc["report_error"] = f"plots and budgets could not be read from Prometheus: {exc!r}"
         doc["verdict"]["reasons"] = [*doc["verdict"]["reasons"], f"(report: {doc['report_error']})"]
+    doc["load"] = load or []  # what each calibrated load phase's scale was set from
     write_report(doc, folder)
     return doc, outcome.exit_code
 

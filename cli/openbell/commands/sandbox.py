@@ -1,4 +1,4 @@
-"""`openbell sandbox up|down|status|logs`: the trading platform as local processes on 127.0.0.1."""
+"""`openbell sandbox up|down|status|logs|calibrate`: the trading platform as local processes on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from openbell.commands.output import OUTPUT_OPTION, Output, console, print_json,
 from openbell.errors import EXIT_UNREACHABLE, SpecError
 
 if TYPE_CHECKING:
+    from openbell.load.calibrate import Calibration
     from openbell.sandbox.layout import Layout
     from openbell.sandbox.supervisor import SandboxStatus
 
@@ -190,3 +191,93 @@ def _render(result: SandboxStatus) -> None:
     if result.endpoints:
         for key in ("market_url", "websocket_url", "prometheus_url", "kafka_bootstrap", "postgres_dsn"):
             console().print(f"  {key:15} {result.endpoints[key]}")
+
+
+@app.command()
+def calibrate(
+    ctx: typer.Context,
+    profile: str = typer.Option("nyse-open", "--profile", help="The load profile whose peak is calibrated."),
+    time_scale: float = typer.Option(0.05, "--time-scale", min=0.0001, max=10.0,
+                                     help="Session lengths as the gameday compresses them (its time_scale)."),
+    start: float = typer.Option(0.00025, "--start", min=0.00001, max=1.0, help="The first scale tried."),
+    max_scale: float = typer.Option(0.016, "--max-scale", min=0.00001, max=10.0, help="The largest scale tried."),
+    hold: str = typer.Option("30s", "--hold", help="How long each level holds the peak (after a 5 s ramp)."),
+    force: bool = typer.Option(False, "--force", help="Measure again even when a calibration is kept."),
+    slo: list[Path] = typer.Option([], "--slo", help="The SLOs that must hold [default ./slo]."),
+    home: Path | None = HOME,
+    output: Output | None = OUTPUT_OPTION,
+) -> None:
+    """Measure the largest load at which every SLO holds on this machine, and keep it for the default gameday.
+
+    Each level runs the profile's peak (its most traders, its peak orders, the feed at its peak) at one scale
+    for --hold on the sandbox (brought up if needed); it holds when every SLO's error ratio over it is within
+    its budget and the load generator kept up. Levels double from --start while they hold, then one level
+    between the last that held and the first that did not. The result is kept per machine, platform code and
+    profile ($OPENBELL_CALIBRATION_DIR, default ~/.cache/openbell/calibration): a gameday whose load says
+    `scale: calibrated` runs at (at most) half of it. Exit 0 a capacity was found, 1 not even --start held,
+    2 bad input, 3 the sandbox or k6 unreachable.
+    """
+    from openbell.load import calibrate as cal
+    from openbell.slo.loader import load_slos
+
+    fmt = resolve(ctx, output)
+    if start > max_scale:
+        raise SpecError("--start", f"{start:g}", f"expected at most --max-scale ({max_scale:g})")
+    hold_s = _duration("--hold", hold)
+    if not 10.0 <= hold_s <= 600.0:
+        raise SpecError("--hold", hold, "expected between 10s and 10m")
+    chosen = slo or [p for p in [Path("slo")] if p.is_dir()]
+    if not chosen:
+        raise SpecError("--slo", "", "no SLO specs: pass --slo PATHS (or run where ./slo exists)")
+    slos = load_slos(chosen)
+    err = console(stderr=True)
+
+    def say(message: str) -> None:
+        if fmt is Output.text:
+            err.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {message}")
+
+    from openbell.sandbox.supervisor import up_and_settled
+
+    lay = _layout(home)
+    status = up_and_settled(lay, say)
+    settings = cal.Settings(start=start, max_scale=max_scale, hold_s=hold_s, time_scale=time_scale)
+    found, cached = cal.ensure(profile, status.endpoints, slos, lay.home / "calibration", settings, force, say)
+    path = cal.cache_path(found.profile, found.fingerprint)
+    if fmt is Output.json:
+        print_json({**found.to_dict(), "cached": cached, "file": str(path),
+                    "default_scale": found.scale_for(cal.DEFAULT_FRACTION) if found.capacity_scale else None})
+    else:
+        _render_calibration(found, cached, path)
+    if found.capacity_scale is None:
+        raise typer.Exit(1)
+
+
+def _render_calibration(found: Calibration, cached: bool, path: Path) -> None:
+    from rich.table import Table
+
+    from openbell.load.calibrate import DEFAULT_FRACTION
+
+    out = console()
+    table = Table(title=f"{found.profile}: its peak held at each scale on this machine")
+    for col in ("scale", "traders", "records/s", "worst SLO (burn)", "client delay p99", "held", "why"):
+        table.add_column(col, justify="right" if col in ("scale", "traders", "records/s", "client delay p99")
+                         else "left")
+    for level in found.levels:
+        k6 = level.figures.get("k6") or {}
+        judged = {k: v for k, v in (level.figures.get("slos") or {}).items() if v}
+        worst = max(judged.items(), key=lambda kv: kv[1]["burn_rate"], default=None)
+        delay = level.figures.get("client_delay_p99_ms")
+        table.add_row(f"{level.scale:g}", f"{k6.get('vus_max', '-')}", f"{k6.get('ws_messages_per_s', 0):,.0f}",
+                      f"{worst[0]} ({worst[1]['burn_rate']:.2f}x)" if worst else "-",
+                      "-" if delay is None else f"{delay:g} ms",
+                      "[green]yes[/]" if level.holds else "[red]no[/]",
+                      "" if level.holds else "; ".join(level.reasons))
+    out.print(table)
+    when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(found.measured_at))
+    if found.capacity_scale is None:
+        out.print(f"[bold red]no capacity[/]: not even the smallest level held (measured {when}Z)")
+        return
+    out.print(f"capacity: [bold]{'at least ' if found.capped else ''}{found.capacity_scale:g}[/] of production "
+              f"(measured {when}Z{', kept' if cached else ''}); the default gameday runs at "
+              f"{DEFAULT_FRACTION:.0%} of it: scale {found.scale_for(DEFAULT_FRACTION):g}")
+    out.print(f"kept in {path}")

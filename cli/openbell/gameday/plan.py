@@ -9,7 +9,7 @@ spec:
   gate: {severity: page, interval: 5s, max_budget_consumed: 0.05}
   phases:
     - name: market-open
-      load: {profile: nyse-open, scale: 0.0005, time_scale: 0.05}
+      load: {profile: nyse-open, scale: calibrated, time_scale: 0.05}   # or a fixed scale, e.g. 0.0005
     - name: canary-at-the-bell
       start: {at: 45s}                       # or {after: [names], delay: 5s}; default: after the previous phase
       canary: {service: gateway, version: "rc-{run}", steps: [10, 50, 100], hold: 10s}
@@ -65,8 +65,10 @@ class Start:
 @dataclass(frozen=True)
 class LoadPhase:
     profile: str
-    scale: float | None = None
+    scale: float | None = None  # None with `calibrated`: set from the machine's calibration before the run
     time_scale: float | None = None
+    calibrated: bool = False  # scale: calibrated -> capacity_fraction of the largest scale every SLO holds at
+    capacity_fraction: float = 0.5
     thresholds: Literal["report", "gate"] = "report"
     env: dict[str, str] = field(default_factory=dict)
 
@@ -81,6 +83,7 @@ class CanaryPhase:
     max_extension_s: float = 60.0
     on_inconclusive: Literal["fail", "pass"] = "fail"
     sandbox_faults: dict[str, str] = field(default_factory=dict)
+    probe_rate: float = 0.0  # synthetic requests a second to the canary and to stable (`canary run --probe-rate`)
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ class Phase:
     def summary(self) -> str:
         a = self.action
         if isinstance(a, LoadPhase):
-            return f"load {a.profile}"
+            return f"load {a.profile}" + (f" at scale {a.scale:g}" if a.scale is not None else "")
         if isinstance(a, CanaryPhase):
             return f"canary {a.service} {a.version} {'/'.join(map(str, a.steps))}% hold {a.hold_s:g}s"
         if isinstance(a, ChaosPhase):
@@ -329,11 +332,22 @@ def default_timeout_s(action: Action) -> float | None:
     return None
 
 
+MAX_CAPACITY_FRACTION = 0.5  # a default load leaves at least half of what the machine sustains as headroom
+
+
 def _load(r: _Reader, raw: dict[str, Any], where: str) -> LoadPhase:
-    r.known(raw, where, ("profile", "scale", "time_scale", "thresholds", "env"))
+    r.known(raw, where, ("profile", "scale", "capacity_fraction", "time_scale", "thresholds", "env"))
+    calibrated = raw.get("scale") == "calibrated"
+    if "capacity_fraction" in raw and not calibrated:
+        raise r.fail(f"{where}.capacity_fraction", "only with scale: calibrated (a fixed scale is the plan's own)")
+    fraction = r.number(raw, "capacity_fraction", where, 0.0, MAX_CAPACITY_FRACTION, MAX_CAPACITY_FRACTION)
+    if isinstance(raw.get("scale"), str) and not calibrated:
+        raise r.fail(f"{where}.scale", f"expected a number in (0, 10] or calibrated, got {raw['scale']!r}")
     return LoadPhase(
         profile=r.text(raw, "profile", where, pattern=re.compile(r"^[\w./-]+$"), hint="a profile name or a .js path"),
-        scale=r.number(raw, "scale", where, 0.0, 10.0), time_scale=r.number(raw, "time_scale", where, 0.0, 10.0),
+        scale=None if calibrated else r.number(raw, "scale", where, 0.0, 10.0),
+        time_scale=r.number(raw, "time_scale", where, 0.0, 10.0),
+        calibrated=calibrated, capacity_fraction=fraction if fraction is not None else MAX_CAPACITY_FRACTION,
         thresholds=r.choice(raw, "thresholds", where, ("report", "gate"), "report"),  # type: ignore[arg-type]
         env=r.string_map(raw, "env", where))
 
@@ -342,7 +356,7 @@ def _canary(r: _Reader, raw: dict[str, Any], where: str) -> CanaryPhase:
     from openbell.canary.machine import check_steps
 
     r.known(raw, where, ("service", "version", "steps", "hold", "interval", "max_extension", "on_inconclusive",
-                         "sandbox_faults"))
+                         "sandbox_faults", "probe_rate"))
     steps_raw = raw.get("steps", [10, 25, 50, 100])
     if not isinstance(steps_raw, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in steps_raw):
         raise r.fail(f"{where}.steps", f"expected a list of whole percentages, got {steps_raw!r}")
@@ -366,7 +380,8 @@ def _canary(r: _Reader, raw: dict[str, Any], where: str) -> CanaryPhase:
         interval_s=r.duration(raw, "interval", where, 2.0) or 2.0,
         max_extension_s=r.duration(raw, "max_extension", where, 60.0) or 60.0,
         on_inconclusive=r.choice(raw, "on_inconclusive", where, ("fail", "pass"), "fail"),  # type: ignore[arg-type]
-        sandbox_faults=faults)
+        sandbox_faults=faults,
+        probe_rate=0.0 if raw.get("probe_rate") == 0 else r.number(raw, "probe_rate", where, 0.0, 1000.0, 0.0) or 0.0)
 
 
 def _start(r: _Reader, raw: dict[str, Any], where: str, earlier: list[Phase]) -> Start:
@@ -409,6 +424,12 @@ def check_references(plan: Plan, target: str, slo_names: set[str], profiles: lis
         if isinstance(a, ChaosPhase) and a.experiment not in experiments and not Path(a.experiment).is_file():
             raise r.fail(f"{where}.chaos.experiment", f"no {target} experiment {a.experiment!r}; expected one of "
                          f"{', '.join(experiments)}")
+        if isinstance(a, LoadPhase) and a.calibrated and target != "sandbox":
+            raise r.fail(f"{where}.load.scale", "calibrated needs the sandbox target (a calibration measures this "
+                         "machine); give the scale as a number")
+        if isinstance(a, CanaryPhase) and a.probe_rate and target != "sandbox":
+            raise r.fail(f"{where}.canary.probe_rate", "synthetic probes reach the instances on the sandbox target "
+                         "only; on Kubernetes run a load tester inside the cluster")
         if isinstance(a, CanaryPhase) and a.sandbox_faults and target != "sandbox":
             raise r.fail(f"{where}.canary.sandbox_faults", "fault injection exists only on the sandbox target")
 

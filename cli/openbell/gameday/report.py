@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -366,11 +367,29 @@ def _banner(doc: dict[str, Any], origin: float) -> str:
         f'style="background:{_outcome_colour(outcome)}">'
         f'<div class="verdict-main"><div class="verdict-word">{_esc(outcome.upper())}</div>'
         f'<div class="verdict-reason">{_esc(verdict.get("reason") or "no reason given")}</div>'
-        f'<div class="verdict-plan">{plan}</div></div>'
+        f'<div class="verdict-plan">{plan}</div>{_load_notes(doc)}</div>'
         f'<dl class="verdict-meta">{"".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in meta)}</dl></header>\n'
         + (f'<ul class="reasons" id="reasons" style="border-left-color:{_outcome_colour(outcome)}">{items}</ul>\n'
            if items else "")
     )
+
+
+def _load_notes(doc: dict[str, Any]) -> str:
+    """What each calibrated load ran at, of what this machine sustains: the headroom the gameday left."""
+    out = []
+    for note in _list(doc, "load"):
+        capacity = _num(note.get("capacity_scale"))
+        scale = _num(note.get("scale"))
+        if capacity is None or scale is None:
+            continue
+        when = _esc(time.strftime("%Y-%m-%d %H:%M", time.gmtime(_num(note.get("measured_at")) or 0)))
+        kept = ", kept" if note.get("cached") else ", just now"
+        out.append(
+            f'<div class="verdict-plan" data-load="{_esc(note.get("phase"))}">Load {_esc(note.get("phase"))}: '
+            f"scale {_esc(f'{scale:g}')}, {_percent(scale / capacity)} of {'at least ' if note.get('capped') else ''}"
+            f"{_esc(f'{capacity:g}')}, the largest scale every SLO held at on this machine (calibrated {when}Z"
+            f"{kept}): {_percent(note.get('headroom'))} headroom left</div>")
+    return "".join(out)
 
 
 def _kpis(doc: dict[str, Any]) -> str:

@@ -276,6 +276,8 @@ class Gameday:
                     "--on-inconclusive", a.on_inconclusive, "--target", w.target, *slos, "--junit", junit]
             for key, value in a.sandbox_faults.items():
                 argv += ["--sandbox-fault", f"{key}={value}"]
+            if a.probe_rate:
+                argv += ["--probe-rate", f"{a.probe_rate:g}"]
             return argv + self._kube_args()
         assert isinstance(a, ChaosPhase)
         argv = [*base, "chaos", "run", a.experiment, "--target", w.target, "--junit", junit,

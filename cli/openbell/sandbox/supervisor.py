@@ -464,6 +464,27 @@ def running_url(component: str, lay: Layout | None = None) -> str | None:
     return f"http://127.0.0.1:{ctx.state.ports[component]}" if ctx else None
 
 
+SETTLE_S = 45.0
+
+
+def up_and_settled(lay: Layout, progress: Progress = lambda _: None, settle_s: float = SETTLE_S) -> SandboxStatus:
+    """`up`, every component healthy (else UnreachableError naming those that are not), and at least
+    `settle_s` old: a younger platform is still settling (consumers catching up, its SLIs' first scrapes), and
+    what is measured or gated on it next must not be its start-up."""
+    started = time.monotonic()
+    status = up(lay, UpOptions(), progress)
+    if status.state != "up":
+        bad = [c.name for c in status.components if not (c.running and c.health.healthy)]
+        raise UnreachableError(f"sandbox at {lay.home}: not healthy ({', '.join(bad)}); `openbell sandbox status`")
+    progress(f"up and healthy in {time.monotonic() - started:.1f}s")
+    saved = state.load(lay.state_file)
+    age = time.time() - saved.started_at if saved and saved.started_at else settle_s
+    if age < settle_s:
+        progress(f"settling for {settle_s - age:.0f}s (the platform is {age:.0f}s old; its SLIs need a few scrapes)")
+        time.sleep(settle_s - age)
+    return status
+
+
 def running_endpoints(lay: Layout | None = None) -> dict[str, str] | None:
     """The sandbox's endpoints while its entry point (HAProxy) runs, else None."""
     ctx = _running_context("haproxy", lay)

@@ -109,6 +109,12 @@ class CanaryTarget(ABC):
         """Close `fraction` (0..1) of the stable workload's WebSocket connections with a reconnect hint, so
         their clients come back through the router at the current weight. Returns connections closed."""
 
+    def probe_endpoints(self) -> tuple[list[str], list[str]]:
+        """Base URLs of each canary and each stable instance, for synthetic probe traffic sent straight to them
+        (canary/probe.py). A target that cannot reach its instances from here refuses (exit 2)."""
+        raise UsageError(f"--probe-rate: the {self.name} target cannot reach its instances from this machine; "
+                         "run a load tester inside the cluster instead")
+
     @abstractmethod
     def rollback(self) -> None:
         """Weight 0, canary connections drained gracefully back to stable, the canary removed."""

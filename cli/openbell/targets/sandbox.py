@@ -178,6 +178,15 @@ class SandboxTarget(CanaryTarget):
         return any(n in ctx.state.processes and processes.is_running(ctx.state.processes[n])
                    for n in ctx.canary_gateways())
 
+    def probe_endpoints(self) -> tuple[list[str], list[str]]:
+        ctx = self._ctx()
+
+        def urls(names: list[str]) -> list[str]:
+            return [f"http://127.0.0.1:{ctx.state.ports[n]}" for n in names
+                    if n in ctx.state.processes and processes.is_running(ctx.state.processes[n])]
+
+        return urls(ctx.canary_gateways()), urls(ctx.stable_gateways())
+
     def weight(self) -> int:
         return self.router().canary_weight()
 
