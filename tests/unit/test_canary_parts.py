@@ -168,7 +168,9 @@ def slos() -> dict[str, object]:
 
 
 def test_a_canary_burning_far_above_the_page_threshold_fails_on_few_events() -> None:
-    api = load_slos([ROOT / "slo" / "api-errors.yaml"])[0]  # 99.99%: page threshold 0.144%
+    api = load_slos([ROOT / "slo" / "api-errors.yaml"])[0]  # 99.99%: slowest page threshold 6x, 0.06%
+    # A 5% error canary probed at 5 requests a second: its second error is evidence (p < 0.01).
+    assert decide_scoped("api", api, 25, 2 / 122, 122, stable_ratio=0.0).outcome == "fail"
     assert decide_scoped("api", api, 20, 3 / 60, 60).outcome == "fail"
     assert decide_scoped("api", api, 20, 0.0, 60).outcome == "pass"
     assert decide_scoped("api", api, 20, 1 / 60, 60).outcome == "pass"  # one error: not yet evidence

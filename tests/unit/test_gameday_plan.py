@@ -7,6 +7,7 @@ import copy
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -356,6 +357,68 @@ def test_a_platform_burning_before_the_gameday_ends_it_at_once_with_what_burns_a
     assert outcome.reason.endswith("runbook runbooks/gateway-push-latency.md")
     assert {r.outcome for r in game.runs} == {"not_run"} and not marker.exists()
     assert [e.kind for e in game.events] == ["gameday-start", "unhealthy", "gameday-end"]
+
+
+class _BurnsDuringTheCanary(_Gate):
+    """A stand-in gate that fails on api-errors (an SLO the gateway canary is gated on) once the canary runs."""
+
+    from openbell.slo.loader import load_slos as _load
+
+    slos: ClassVar[list[Any]] = _load([ROOT / "slo"])
+    burns_from = 0.0
+
+    def check(self, now: float, expected: set[str], severity: str | None = None) -> Any:
+        from openbell.slo.verdict import Verdict
+
+        if now < self.burns_from:
+            return Verdict("pass", ("ok",), {"spend": []})
+        return Verdict("fail", ("api/api-errors: page 6h/30m: burn rate 11.4x (long) and 11.4x (short) exceed 6x",),
+                       {"spend": [], "failing": ["api-errors"]})
+
+
+def test_a_burn_of_the_canarys_own_slos_is_left_to_the_canary_which_the_gameday_then_fails_for(
+        tmp_path: Path) -> None:
+    import dataclasses
+
+    rolled_back = ("import json, sys, time; time.sleep(1.5); print(json.dumps({'step': 1, 'policy': {'steps': [10]}, "
+                   "'reason': 'api/api-errors: canary burns its budget'})); sys.exit(1)")
+    game = _scripted(tmp_path, {"market-open": _SLEEP_THEN_STOP, "canary-at-the-bell": rolled_back})
+    game.gate = _BurnsDuringTheCanary()  # type: ignore[assignment]
+    game.gate.burns_from = time.time() + 0.6  # type: ignore[attr-defined]
+    phases = list(game.plan.phases)
+    phases[1] = dataclasses.replace(phases[1], start=dataclasses.replace(phases[1].start, at_s=0.2))
+    game.plan = dataclasses.replace(game.plan, phases=tuple(phases), gate=dataclasses.replace(game.plan.gate,
+                                                                                               interval_s=0.3))
+    outcome = game.run()
+    assert outcome.verdict == "fail"
+    assert outcome.reason == ("canary-at-the-bell failed: rolled back at step 1 (10%): api/api-errors: canary burns "
+                              "its budget")
+    waiting = [e for e in game.events if e.kind == "gate" and e.severity == "warning"]
+    assert waiting and "its own gates have" in waiting[0].message
+
+
+def test_a_canary_that_does_not_act_on_its_slos_burn_is_stopped_after_the_grace(tmp_path: Path) -> None:
+    import dataclasses
+
+    from openbell.gameday import runner
+
+    game = _scripted(tmp_path, {"market-open": _SLEEP_THEN_STOP, "canary-at-the-bell": _SLEEP_THEN_STOP})
+    game.gate = _BurnsDuringTheCanary()  # type: ignore[assignment]
+    game.gate.burns_from = time.time() + 0.6  # type: ignore[attr-defined]
+    phases = list(game.plan.phases)
+    phases[1] = dataclasses.replace(phases[1], start=dataclasses.replace(phases[1].start, at_s=0.2))
+    game.plan = dataclasses.replace(game.plan, phases=tuple(phases), gate=dataclasses.replace(game.plan.gate,
+                                                                                               interval_s=0.3))
+    old = runner.CANARY_GRACE_MIN_S
+    runner.CANARY_GRACE_MIN_S = 1.0
+    try:
+        phases[1] = dataclasses.replace(phases[1], action=dataclasses.replace(phases[1].action, interval_s=0.2))
+        game.plan = dataclasses.replace(game.plan, phases=tuple(phases))
+        outcome = game.run()
+    finally:
+        runner.CANARY_GRACE_MIN_S = old
+    assert outcome.verdict == "fail" and outcome.reason.startswith("SLO gate: api/api-errors")
+    assert {r.phase.name: r.outcome for r in game.runs}["canary-at-the-bell"] == "stopped"
 
 
 def test_a_phase_that_ignores_sigint_is_killed_with_its_children(tmp_path: Path) -> None:

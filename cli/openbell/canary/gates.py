@@ -4,8 +4,9 @@
    evaluation as `openbell slo gate`. A rollout cannot be blamed for a burn that was already there when
    it began: an SLO series failing at the baseline is reported but not counted.
 2. The judge (`judge`): the canary alone. (a) Its own SLO burn: each applicable SLO scoped to the canary's
-   series, its bad events tested against the fastest page threshold with a one-sided binomial test (a
-   canary serving 10% of traffic can burn at 100x while the fleet burns at 10x, below any alert).
+   series, its bad events tested against the slowest page threshold (the burn that would page if this
+   version took all the traffic) with a one-sided binomial test (a canary serving 10% of traffic can burn at
+   100x while the fleet burns at 10x, below any alert).
    (b) The comparison with stable on the service's metrics (Mann-Whitney U with effect tolerances).
 """
 
@@ -28,7 +29,10 @@ from openbell.slo.verdict import Outcome, Verdict, combine
 from openbell.slo.windows import window_pairs
 from openbell.targets.base import MetricScope
 
-# The canary-scoped burn test asks "are these bad events more than the page threshold explains?". A
+# The canary-scoped burn test asks "are these bad events more than the page threshold explains?", against
+# the slowest page pair's burn rate (6x for a 30-day period): a version that would page at 100% of the
+# traffic is rolled back at 10%, on its first two or three errors, before its errors burn the fleet's
+# budget past the fleet's own page threshold (its 14.4x pair would let a canary through at 10x). A
 # healthy canary's error ratio sits far below the threshold, so even asked every poll it almost never
 # trips; a bad one must trip on its first two or three errors, as few requests as a small canary gets.
 ALPHA = 0.01
@@ -98,9 +102,9 @@ STABLE_MARGIN = 2.0
 
 def decide_scoped(label: str, slo: SLO, window_s: float, ratio: float | None, events: float | None,
                   stable_ratio: float | None = None) -> ScopedBurn:
-    """Pure: fail when the canary's bad events are significantly above the fastest page threshold, and
+    """Pure: fail when the canary's bad events are significantly above the slowest page threshold, and
     well above stable's own error ratio over the same window (when stable has one)."""
-    page = max((p for p in window_pairs(slo.period_s) if p.severity == "page"), key=lambda p: p.burn_rate)
+    page = min((p for p in window_pairs(slo.period_s) if p.severity == "page"), key=lambda p: p.burn_rate)
     threshold = page.error_ratio_threshold(slo.error_budget)
     budget = slo.error_budget
     if stable_ratio is not None and not math.isfinite(stable_ratio):

@@ -103,14 +103,18 @@ class GamedayGate:
         outcomes: list[Outcome] = []
         reasons: list[str] = []
         notes: list[str] = []
+        failing: set[str] = set()
         for r in results:
             outcome, why = self._judge(r, expected_burn)
             outcomes.append(outcome)
             (reasons if outcome == "fail" else notes).extend(why)
+            if outcome == "fail":
+                failing.add(r.slo.name)
         spends = [self.spend(slo, now) for slo in self.slos]
         for s in spends:
             if s.budget_consumed is not None and s.budget_consumed > self.rules.max_budget_consumed:
                 outcomes.append("fail")
+                failing.add(s.slo)
                 reasons.append(f"{s.slo}: the gameday spent {s.budget_consumed:.2%} of its error budget "
                                f"(cap {self.rules.max_budget_consumed:.2%}, burn rate {s.burn_rate:.1f}x)")
         outcome = combine(outcomes) if outcomes else "inconclusive"
@@ -121,7 +125,7 @@ class GamedayGate:
             reasons.insert(0, f"{len(results)} SLO series within their {severity} burn rates; every SLO "
                               f"within {self.rules.max_budget_consumed:.0%} of its budget")
         figures = {"spend": [s.to_dict() for s in spends], "expected_burn": sorted(expected_burn), "notes": notes,
-                   "answered": answered}
+                   "answered": answered, "failing": sorted(failing)}
         return Verdict(outcome, tuple(reasons), figures)
 
     def _judge(self, r: GroupResult, expected_burn: set[str]) -> tuple[Outcome, list[str]]:

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from openbell.slo.burning import Burning
 
 GRACE_S = 180.0  # a canary's rollback, chaos rollbacks and a k6 stop all fit well within this
+CANARY_GRACE_INTERVALS = 3  # polls of its own gates a running canary gets to act on a burn of its SLOs
+CANARY_GRACE_MIN_S = 8.0
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ class Gameday:
     failures: list[str] = field(default_factory=list)
     last_gate: Verdict | None = None
     unhealthy: list[Burning] = field(default_factory=list)
+    canary_grace_until: float | None = None
     _signal_count: int = 0
 
     # -- the loop ------------------------------------------------------------------------------------
@@ -374,9 +377,36 @@ class Gameday:
         self.last_gate = verdict
         self.gate_checks.append({"at": now, "outcome": verdict.outcome, "reasons": list(verdict.reasons),
                                  "spend": verdict.figures.get("spend", [])})
-        if verdict.outcome == "fail":
-            self._event(None, "gate", "SLO gate failed: " + "; ".join(verdict.reasons), "critical")
-            self._fail("SLO gate: " + "; ".join(verdict.reasons))
+        if verdict.outcome != "fail":
+            self.canary_grace_until = None
+            return
+        if self._canary_owns(verdict, now):
+            return
+        self._event(None, "gate", "SLO gate failed: " + "; ".join(verdict.reasons), "critical")
+        self._fail("SLO gate: " + "; ".join(verdict.reasons))
+
+    def _canary_owns(self, verdict: Verdict, now: float) -> bool:
+        """While a canary rolls out, a burn of an SLO it is gated on is first the canary's to act on: its own
+        gates (polled every `interval`) roll it back and say why, and the gameday fails for that canary. The
+        gameday waits CANARY_GRACE_INTERVALS of its polls for that; a canary that has not reacted by then is
+        stopped with everything else."""
+        failing = set(verdict.figures.get("failing", []))
+        for run in self.runs:
+            a = run.phase.action
+            if run.state != "running" or run.signalled_at is not None or not isinstance(a, CanaryPhase):
+                continue
+            from openbell.canary.gates import applicable
+            from openbell.canary.services import service
+
+            if not failing or not failing <= {s.name for s in applicable(self.gate.slos, service(a.service))}:
+                continue
+            if self.canary_grace_until is None:
+                self.canary_grace_until = now + max(CANARY_GRACE_MIN_S, CANARY_GRACE_INTERVALS * a.interval_s)
+                self._event(run.phase.name, "gate", "SLO gate failed while the canary rolls out, on SLOs it is "
+                            f"gated on: its own gates have {self.canary_grace_until - now:.0f}s to roll it back: "
+                            + "; ".join(verdict.reasons), "warning")
+            return now < self.canary_grace_until
+        return False
 
     def _fail(self, reason: str) -> None:
         self.failures.append(reason)
