@@ -3,12 +3,40 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.scenario.platform_client import Sandbox, openbell
+
+# The calibration is short in the suite (two levels of 15 s, up to scale 0.0005): what is tested is that it
+# measures, keeps and is used, not this machine's full capacity (bench/detection.py and `make run` do that).
+CALIBRATION = ("--start", "0.00025", "--max-scale", "0.0005", "--hold", "15s")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def calibration_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The session's calibrations go to a folder of its own, never the user's kept ones."""
+    folder = tmp_path_factory.mktemp("calibration")
+    before = os.environ.get("OPENBELL_CALIBRATION_DIR")
+    os.environ["OPENBELL_CALIBRATION_DIR"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("OPENBELL_CALIBRATION_DIR", None)
+    else:
+        os.environ["OPENBELL_CALIBRATION_DIR"] = before
+
+
+@pytest.fixture(scope="session")
+def calibrated(sandbox: Sandbox, calibration_dir: Path) -> dict[str, Any]:
+    """`openbell sandbox calibrate` on the shared sandbox, once per session: its JSON."""
+    done = openbell("sandbox", "calibrate", *CALIBRATION, "--output", "json", home=sandbox.home, timeout_s=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
 
 
 @pytest.fixture(scope="session")

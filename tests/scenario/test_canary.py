@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -187,6 +188,24 @@ def test_a_version_with_5_percent_errors_is_rolled_back_at_the_first_step(sandbo
     assert rollback["at"] - step["at"] < 45, result["timeline"]  # caught within the first hold, not at its end
     assert "error" in result["reason"]
     assert_safe(sandbox, fleet, stable)
+
+
+def test_with_no_user_requests_the_probe_gives_the_judge_its_evidence_and_a_5_percent_canary_is_rolled_back(
+        sandbox: Sandbox) -> None:
+    # No traders at all: only the synthetic probe sends requests, 10 a second to the canary and 10 to stable.
+    stable = stable_version(sandbox)
+    code, result, err = canary(sandbox, "run", "gateway", "--version", "v3-probed", "--steps", "10,100",
+                               "--hold", "40s", "--slo", SLO, "--sandbox-fault", "error_rate=0.05",
+                               "--probe-rate", "10")
+    assert code == 1, err[-3000:]
+    assert result["outcome"] == "rolled_back" and "step 1 (10%)" in result["reason"], result["reason"]
+    assert "api/api-errors: canary burns its budget" in result["reason"], result["reason"]
+    probe = next(e for e in result["timeline"] if e["kind"] == "probe")
+    canary_requests, canary_failed = (int(x) for x in re.findall(r"canary (\d+) requests \((\d+) failed\)",
+                                                                 probe["message"])[0])
+    assert canary_requests >= 30 and canary_failed >= 2, probe["message"]
+    assert "stable" in probe["message"] and not [r for r in sandbox.status()["components"] if "canary" in r["name"]]
+    assert stable_version(sandbox) == stable
 
 
 def test_a_version_80ms_slower_is_rolled_back_by_the_judge_before_the_slo_burns(sandbox: Sandbox,

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from tests import chromium
+from tests.scenario.conftest import CALIBRATION
 from tests.scenario.fleet import Fleet
 from tests.scenario.platform_client import Sandbox, impossible_slo, openbell
 
@@ -95,11 +96,37 @@ def looks_right(report: Path, outcome: str, tmp_path: Path, charts_with_data: tu
     return dom
 
 
-def test_the_default_plan_passes_at_small_scale(sandbox: Sandbox, tmp_path: Path) -> None:
+def test_calibrate_keeps_the_largest_scale_every_slo_held_at_and_reuses_it(sandbox: Sandbox,
+                                                                            calibrated: dict[str, Any]) -> None:
+    levels = calibrated["levels"]
+    assert [lv["scale"] for lv in levels][:2] == [0.00025, 0.0005]
+    held = [lv["scale"] for lv in levels if lv["holds"]]
+    assert held and calibrated["capacity_scale"] == max(held), levels
+    for lv in levels:
+        assert lv["figures"]["k6"]["vus_max"] >= 19 and lv["measured_to"] > lv["measured_from"] + 5
+        judged = {k: v for k, v in lv["figures"]["slos"].items() if v}
+        assert {"gateway-push-latency", "kafka-consumer-lag"} <= set(judged), judged
+        within = all(v["error_ratio"] <= v["error_budget"] for v in judged.values())
+        kept_up = lv["figures"]["client_delay_p99_ms"] is not None and lv["figures"]["client_delay_p99_ms"] <= 50
+        assert lv["holds"] == (within and kept_up), lv
+    assert calibrated["default_scale"] == float(f"{calibrated['capacity_scale'] / 2:.2g}")
+    assert Path(calibrated["file"]).is_file() and not calibrated["cached"]
+    started = time.monotonic()
+    again = openbell("sandbox", "calibrate", *CALIBRATION, "--output", "json", home=sandbox.home, timeout_s=120)
+    assert again.returncode == 0, again.stderr[-2000:]
+    kept = json.loads(again.stdout)
+    assert kept["cached"] and kept["capacity_scale"] == calibrated["capacity_scale"]
+    assert time.monotonic() - started < 60  # kept: no level was run again
+
+
+def test_the_default_plan_passes_at_small_scale(sandbox: Sandbox, calibrated: dict[str, Any], tmp_path: Path) -> None:
     report = tmp_path / "report"
     code, doc, err = finish(gameday(sandbox, DEFAULT, report), timeout_s=600)
     assert code == 0, f"{doc.get('verdict')}\n{err[-4000:]}"
     assert doc["verdict"]["outcome"] == "pass"
+    # The load ran at half of the machine's calibrated capacity, and the report says so.
+    (load,) = doc["load"]
+    assert load["cached"] and load["scale"] == calibrated["default_scale"] and load["headroom"] >= 0.49
     ran = phases(doc)
     assert [p["outcome"] for p in ran.values()] == ["pass"] * 5, ran
     canary = ran["canary-at-the-bell"]
@@ -116,8 +143,9 @@ def test_the_default_plan_passes_at_small_scale(sandbox: Sandbox, tmp_path: Path
     suite = ET.parse(report / "junit.xml").getroot()
     # A case per phase, the SLO gate, and the platform's health before the gameday.
     assert suite.get("failures") == "0" and len(suite.findall(".//testcase")) == 7
-    looks_right(report, "pass", tmp_path, ("traders", "throughput", "push-latency", "canary-share", "consumer-lag",
-                                           "burn-gateway-push-latency"))
+    dom = looks_right(report, "pass", tmp_path, ("traders", "throughput", "push-latency", "canary-share",
+                                                 "consumer-lag", "burn-gateway-push-latency"))
+    assert 'data-load="market-open"' in dom and "headroom left" in dom
     canary_settled(sandbox)
     no_k6_left(report)
 
