@@ -24,7 +24,8 @@ from tests.scenario.conftest import CALIBRATION
 from tests.scenario.fleet import Fleet
 from tests.scenario.platform_client import Sandbox, impossible_slo, openbell
 
-pytestmark = pytest.mark.sandbox
+# A gameday takes minutes (the default plan's load alone is 3), and the first one waits for the calibration.
+pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(600)]
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT = ROOT / "gamedays" / "opening-bell.yaml"
 

@@ -376,19 +376,27 @@ class _BurnsDuringTheCanary(_Gate):
                        {"spend": [], "failing": ["api-errors"]})
 
 
-def test_a_burn_of_the_canarys_own_slos_is_left_to_the_canary_which_the_gameday_then_fails_for(
-        tmp_path: Path) -> None:
+def _burning_during_the_canary(tmp_path: Path, canary: str) -> Gameday:
+    """The default plan with the canary at 0.2 s running `canary`, the gate asked every 0.3 s, and api-errors
+    burning from 0.6 s on."""
     import dataclasses
 
-    rolled_back = ("import json, sys, time; time.sleep(1.5); print(json.dumps({'step': 1, 'policy': {'steps': [10]}, "
-                   "'reason': 'api/api-errors: canary burns its budget'})); sys.exit(1)")
-    game = _scripted(tmp_path, {"market-open": _SLEEP_THEN_STOP, "canary-at-the-bell": rolled_back})
+    game = _scripted(tmp_path, {"market-open": _SLEEP_THEN_STOP, "canary-at-the-bell": canary})
     game.gate = _BurnsDuringTheCanary()  # type: ignore[assignment]
     game.gate.burns_from = time.time() + 0.6  # type: ignore[attr-defined]
     phases = list(game.plan.phases)
-    phases[1] = dataclasses.replace(phases[1], start=dataclasses.replace(phases[1].start, at_s=0.2))
-    game.plan = dataclasses.replace(game.plan, phases=tuple(phases), gate=dataclasses.replace(game.plan.gate,
-                                                                                               interval_s=0.3))
+    phases[1] = dataclasses.replace(phases[1], start=dataclasses.replace(phases[1].start, at_s=0.2),
+                                    action=dataclasses.replace(phases[1].action, interval_s=0.2))
+    game.plan = dataclasses.replace(game.plan, phases=tuple(phases),
+                                    gate=dataclasses.replace(game.plan.gate, interval_s=0.3))
+    return game
+
+
+def test_a_burn_of_the_canarys_own_slos_is_left_to_the_canary_which_the_gameday_then_fails_for(
+        tmp_path: Path) -> None:
+    rolled_back = ("import json, sys, time; time.sleep(1.5); print(json.dumps({'step': 1, 'policy': {'steps': [10]}, "
+                   "'reason': 'api/api-errors: canary burns its budget'})); sys.exit(1)")
+    game = _burning_during_the_canary(tmp_path, rolled_back)
     outcome = game.run()
     assert outcome.verdict == "fail"
     assert outcome.reason == ("canary-at-the-bell failed: rolled back at step 1 (10%): api/api-errors: canary burns "
@@ -397,26 +405,13 @@ def test_a_burn_of_the_canarys_own_slos_is_left_to_the_canary_which_the_gameday_
     assert waiting and "its own gates have" in waiting[0].message
 
 
-def test_a_canary_that_does_not_act_on_its_slos_burn_is_stopped_after_the_grace(tmp_path: Path) -> None:
-    import dataclasses
-
+def test_a_canary_that_does_not_act_on_its_slos_burn_is_stopped_after_the_grace(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from openbell.gameday import runner
 
-    game = _scripted(tmp_path, {"market-open": _SLEEP_THEN_STOP, "canary-at-the-bell": _SLEEP_THEN_STOP})
-    game.gate = _BurnsDuringTheCanary()  # type: ignore[assignment]
-    game.gate.burns_from = time.time() + 0.6  # type: ignore[attr-defined]
-    phases = list(game.plan.phases)
-    phases[1] = dataclasses.replace(phases[1], start=dataclasses.replace(phases[1].start, at_s=0.2))
-    game.plan = dataclasses.replace(game.plan, phases=tuple(phases), gate=dataclasses.replace(game.plan.gate,
-                                                                                               interval_s=0.3))
-    old = runner.CANARY_GRACE_MIN_S
-    runner.CANARY_GRACE_MIN_S = 1.0
-    try:
-        phases[1] = dataclasses.replace(phases[1], action=dataclasses.replace(phases[1].action, interval_s=0.2))
-        game.plan = dataclasses.replace(game.plan, phases=tuple(phases))
-        outcome = game.run()
-    finally:
-        runner.CANARY_GRACE_MIN_S = old
+    monkeypatch.setattr(runner, "CANARY_GRACE_MIN_S", 1.0)
+    game = _burning_during_the_canary(tmp_path, _SLEEP_THEN_STOP)
+    outcome = game.run()
     assert outcome.verdict == "fail" and outcome.reason.startswith("SLO gate: api/api-errors")
     assert {r.phase.name: r.outcome for r in game.runs}["canary-at-the-bell"] == "stopped"
 
