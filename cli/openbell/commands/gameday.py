@@ -65,12 +65,14 @@ def gameday(
     run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now * 1000) % 1000:03d}Z"
     folder = (report or Path("build") / "gameday" / run_id).resolve()
     where, endpoints = _where(target, home, prometheus, base_url, kube_context, namespace, fmt)
-    load: list[dict[str, Any]] = []
+    prepare = None
     if endpoints is not None:
         from openbell.gameday.calibrated import resolve as calibrated
 
-        plan, load = calibrated(plan, slos, endpoints, folder / "calibration", _say(fmt, "calibration"))
-    doc, code = run_gameday(plan, slos, where, run_id, folder, fmt, load)
+        def prepare(p: Plan) -> tuple[Plan, list[dict[str, Any]]]:
+            return calibrated(p, slos, endpoints, folder / "calibration", _say(fmt, "calibration"))
+
+    doc, code = run_gameday(plan, slos, where, run_id, folder, fmt, prepare)
     if junit is not None:
         junit.parent.mkdir(parents=True, exist_ok=True)
         junit.write_text((folder / "junit.xml").read_text())
@@ -137,9 +139,13 @@ def _where(target: str, home: Path | None, prometheus: str | None, base_url: str
     return Where("sandbox", status.endpoints["prometheus_url"], lay.home), status.endpoints
 
 
-def run_gameday(plan: Plan, slos: list[SLO], where: Where, run_id: str, folder: Path,
-                fmt: Output, load: list[dict[str, Any]] | None = None) -> tuple[dict[str, Any], int]:
-    """Run the plan, then write the report folder: index.html, gameday.json, junit.xml, phases/."""
+def run_gameday(plan: Plan, slos: list[SLO], where: Where, run_id: str, folder: Path, fmt: Output,
+                prepare: Callable[[Plan], tuple[Plan, list[dict[str, Any]]]] | None = None
+                ) -> tuple[dict[str, Any], int]:
+    """Run the plan, then write the report folder: index.html, gameday.json, junit.xml, phases/.
+
+    `prepare` (the calibrated scale of the load phases) runs only on a platform that is not burning: a
+    burning one ends the gameday as unhealthy without it; otherwise the gate is asked again after it."""
     from openbell.gameday.gate import GamedayGate
     from openbell.gameday.runner import Gameday
     from openbell.metrics.prometheus import PrometheusClient
@@ -151,11 +157,16 @@ def run_gameday(plan: Plan, slos: list[SLO], where: Where, run_id: str, folder: 
         client.build_info()
     except Exception as exc:
         raise UnreachableError(f"Prometheus at {where.prometheus_url}: {exc}") from None
-    screen = _Screen(enabled=fmt is Output.text)
     gate = GamedayGate(client, slos, plan.gate, started_at=time.time())
+    load: list[dict[str, Any]] = []
+    unhealthy = gate.preflight(time.time())
+    if not unhealthy and prepare is not None:
+        plan, load = prepare(plan)
+        gate.started_at = time.time()  # what the gameday spends starts now, not with the calibration
+    screen = _Screen(enabled=fmt is Output.text)
     game = Gameday(plan, where, gate, run_id, folder, listener=screen)
     try:
-        outcome = game.run()
+        outcome = game.run(unhealthy or None)
     finally:
         screen.stop()
     screen.say("collecting the report from Prometheus")
@@ -166,7 +177,7 @@ def run_gameday(plan: Plan, slos: list[SLO], where: Where, run_id: str, folder: 
         doc = document(game, outcome, slos, folder, None)
         doc["report_error"] = f"plots and budgets could not be read from Prometheus: {exc!r}"
         doc["verdict"]["reasons"] = [*doc["verdict"]["reasons"], f"(report: {doc['report_error']})"]
-    doc["load"] = load or []  # what each calibrated load phase's scale was set from
+    doc["load"] = load  # what each calibrated load phase's scale was set from
     write_report(doc, folder)
     return doc, outcome.exit_code
 

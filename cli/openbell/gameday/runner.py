@@ -113,13 +113,15 @@ class Gameday:
 
     # -- the loop ------------------------------------------------------------------------------------
 
-    def run(self) -> Outcome:
+    def run(self, unhealthy: list[Burning] | None = None) -> Outcome:
+        """Run the plan; `unhealthy` is what a preflight already found burning (None: ask the gate now)."""
         self.runs = [PhaseRun(p) for p in self.plan.phases]
         (self.workdir / "phases").mkdir(parents=True, exist_ok=True)
         self.started_at = self.gate.started_at
         self._event(None, "gameday-start", f"gameday {self.plan.name} on {self.where.target} (run {self.run_id})")
         now = self.clock()
-        unhealthy = self.gate.preflight(now)
+        if unhealthy is None:
+            unhealthy = self.gate.preflight(now)
         self.gate_checks.append({"at": now, "outcome": "fail" if unhealthy else "pass", "preflight": True,
                                  "reasons": [b.line(now) for b in unhealthy]})
         if unhealthy:
