@@ -180,16 +180,14 @@ def platform_files(root: Path) -> list[Path]:
     return sorted(f for f in files if f.is_file())
 
 
-def fingerprint(machine_facts: dict[str, Any], files: Iterable[Path], profile_files: Iterable[Path],
-                time_scale: float) -> str:
-    """A key that changes with what bounds the load: the machine, the platform's code, the profile and its
-    time scale (sessions, so connects per second). How long each level held is how well it was measured,
-    recorded in the calibration, not what it measured."""
+def fingerprint(machine_facts: dict[str, Any], files: Iterable[Path], profile_files: Iterable[Path]) -> str:
+    """A key that changes with what bounds the load: the machine, the platform's code and the profile. How
+    long each level held and the time scale its sessions ran at are how it was measured, recorded in the
+    calibration: a plan at another time scale uses it as it is (its peak is the same traders and ticks)."""
     digest = hashlib.sha256(json.dumps(machine_facts, sort_keys=True).encode())
     for path in [*files, *profile_files]:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
-    digest.update(f"{time_scale:g}".encode())
     return digest.hexdigest()[:16]
 
 
@@ -318,7 +316,7 @@ def key_for(profile: Any, settings: Settings) -> str:
 
     lib = profile.path.parent / "lib" / "trader.js"
     profile_files = [profile.path, *([lib] if lib.is_file() else [])]
-    return fingerprint(machine(), platform_files(repo_root()), profile_files, settings.time_scale)
+    return fingerprint(machine(), platform_files(repo_root()), profile_files)
 
 
 def ensure(profile_name: str, endpoints: dict[str, str], slos: list[SLO], workdir: Path, settings: Settings,
