@@ -35,6 +35,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&cfg.reconnectHintMs, "reconnect-hint-ms", 1000, "reconnect_after_ms hint in drain close frames (plus jitter)")
 	fs.IntVar(&cfg.maxSymbols, "max-symbols", 1000, "symbols per connection (and per REST request)")
 	fs.DurationVar(&cfg.writeTimeout, "write-timeout", 5*time.Second, "a client that cannot take a write this long is closed")
+	fs.IntVar(&cfg.sendBuffer, "send-buffer", 64<<10, "bytes the kernel may queue per WebSocket before a slow client's records are conflated (0: the kernel's autotuning)")
 	fs.Int64Var(&cfg.warmRecords, "warm-records", 300, "records per partition read before the end at start, to warm the quote cache")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -52,8 +53,8 @@ func parseFlags(args []string) (config, error) {
 		return cfg, errors.New("--fault-error-rate must be within 0..1")
 	case latencyMs < 0 || cfg.reconnectHintMs < 0 || cfg.warmRecords < 0:
 		return cfg, errors.New("--fault-latency-ms, --reconnect-hint-ms and --warm-records must be >= 0")
-	case cfg.maxSymbols < 1 || cfg.writeTimeout <= 0 || cfg.drainTimeout < 0:
-		return cfg, errors.New("--max-symbols and --write-timeout must be positive, --drain-timeout >= 0")
+	case cfg.maxSymbols < 1 || cfg.writeTimeout <= 0 || cfg.drainTimeout < 0 || cfg.sendBuffer < 0:
+		return cfg, errors.New("--max-symbols and --write-timeout must be positive, --drain-timeout and --send-buffer >= 0")
 	}
 	return cfg, nil
 }

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -29,6 +30,7 @@ type config struct {
 	reconnectHintMs int
 	maxSymbols      int
 	writeTimeout    time.Duration
+	sendBuffer      int // bytes the kernel may queue per WebSocket before writes wait (0: its autotuning)
 	warmRecords     int64
 }
 
@@ -99,6 +101,12 @@ func (s *server) handleWS(w http.ResponseWriter, r *http.Request) {
 	s.m.handshakeOK.Inc()
 	s.m.connections.Inc()
 	s.open.Add(1)
+	if tcp, ok := ws.NetConn().(*net.TCPConn); ok && s.cfg.sendBuffer > 0 {
+		// A bounded kernel buffer makes a client that stops reading wait on its writer soon, where its
+		// records are conflated (it gets the latest quotes when it reads again), instead of the kernel
+		// queueing megabytes of stale ones for it.
+		_ = tcp.SetWriteBuffer(s.cfg.sendBuffer)
+	}
 	c := newWSConn(s, ws)
 	c.sendControl(helloFrame(s.cfg.replica, s.cfg.version, time.Now().UnixNano()), nil)
 	s.hub.attach(c)
