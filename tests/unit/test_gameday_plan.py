@@ -472,3 +472,54 @@ def test_kubernetes_takes_its_own_default_plan_and_needs_prometheus_and_an_entry
     result = CliRunner().invoke(app, ["gameday", "--target", "kubernetes", "--plan", str(DEFAULT)])
     # The sandbox's plan: its load is calibrated on this machine, which a cluster is not.
     assert isinstance(result.exception, SpecError) and "calibrated needs the sandbox target" in str(result.exception)
+
+
+def test_a_platform_left_burning_by_the_calibration_ends_the_gameday_as_unhealthy(tmp_path: Path,
+                                                                                   monkeypatch: Any) -> None:
+    """The preflight is asked before the calibration and again after it; a burn found the second time ends the
+    gameday at once (outcome unhealthy, exit 1) and no phase starts."""
+    from openbell.commands import gameday as command
+    from openbell.errors import UnreachableError
+    from openbell.gameday import gate as gate_module
+    from openbell.metrics import prometheus
+    from openbell.slo.burning import Burning
+
+    asked: list[str] = []
+
+    class Client:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        def build_info(self) -> dict[str, str]:
+            return {}
+
+        def query_range(self, *args: Any, **kwargs: Any) -> Any:
+            raise UnreachableError("no Prometheus in a unit test")
+
+        query = query_range
+
+    class Gate(_Gate):
+        def __init__(self, client: Any, slos: Any, rules: Any, started_at: float) -> None:
+            self.client, self.slos, self.started_at = client, slos, started_at
+
+        def preflight(self, now: float) -> list[Any]:
+            asked.append("preflight")
+            if len(asked) == 1:
+                return []
+            return [Burning("gateway/gateway-push-latency", "page 1h/5m: burn rate 20x", now - 30, None, "A")]
+
+    def calibrate(plan: Any) -> tuple[Any, list[dict[str, Any]]]:
+        asked.append("calibrate")
+        return plan, []
+
+    monkeypatch.setattr(prometheus, "PrometheusClient", Client)
+    monkeypatch.setattr(gate_module, "GamedayGate", Gate)
+    plan = load_plan(DEFAULT)
+    from openbell.commands.output import Output
+
+    doc, code = command.run_gameday(plan, [], Where("sandbox", "http://127.0.0.1:1", tmp_path), "T",
+                                    tmp_path / "report", Output.json, prepare=calibrate)
+    assert asked == ["preflight", "calibrate", "preflight"]
+    assert (doc["verdict"]["outcome"], code) == ("unhealthy", 1)
+    assert all(p["outcome"] != "pass" and p["started_at"] is None for p in doc["phases"])
+    assert "gateway/gateway-push-latency" in doc["verdict"]["reason"]
