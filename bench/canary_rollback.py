@@ -14,7 +14,9 @@ threshold 5, request-success-rate >= 99% over 1m, first step 10%): implemented h
 with Flagger's tick order (pkg/controller/scheduler.go: the threshold is checked at the start of a tick,
 before that tick's analysis, and the tick that sets the first weight runs no analysis), so a canary that
 fails every check is rolled back at onset + 6 intervals. `--flagger-interval` scales its interval and its
-metric window together (the scale is reported). The two policies' runs are interleaved.
+metric window together (the scale is reported). The two policies' runs are interleaved; each waits until
+no fleet SLO burns at page severity (a canary refuses a burning fleet, and a bad canary's errors keep
+api-errors burning for the 5 minutes of its short window after it is gone).
 
 Onset is the moment the canary first gets weight > 0 (openbell: the first `step` event of the rollout's
 timeline; Flagger-like: just before its set_weight(10)). The end is the moment HAProxy's canary weight was
@@ -62,6 +64,7 @@ TARGET_S = 15.0
 # SLO that burns because the machine is busy).
 FAULT_CHECKS = ("api-errors", "gateway-availability", "error_ratio")
 TARGET_BLAST_PCT = 0.05
+HEALTHY_WAIT_S = 600.0  # before each run: the fleet is not burning (a bad canary before it burned api-errors)
 
 # What the canary's failures and everything the gateways served are counted from (counters; `{sel}` is
 # replaced by the series selector). REST is the gateway's one REST route; handshakes refused while draining
@@ -253,6 +256,24 @@ class Context:
     stable: str
     scrape_s: float
     faults: dict[str, str] = field(default_factory=dict)
+
+
+def wait_healthy(ctx: Context, limit_s: float = HEALTHY_WAIT_S) -> float:
+    """Wait until no fleet SLO burns at page severity (a canary refuses a burning fleet, and the previous run's bad
+    canary leaves api-errors burning for the 5 minutes of its short window); the seconds waited."""
+    from openbell.slo.burning import burning
+    from openbell.slo.loader import load_slos
+
+    slos = load_slos([ROOT / "slo"])
+    started = time.time()
+    while True:
+        burns = burning(ctx.prom, slos, "page")
+        if not burns:
+            return round(time.time() - started, 1)
+        if time.time() - started > limit_s:
+            raise SystemExit(f"the fleet still burns after {limit_s:g} s: {burns[0].line(time.time())}")
+        say(f"  waiting for a healthy fleet: {burns[0].line(time.time())}")
+        time.sleep(10)
 
 
 def controller_run(ctx: Context, version: str) -> dict[str, Any]:
@@ -550,8 +571,10 @@ def run(args: argparse.Namespace, status: dict[str, Any], home: Path, faults: di
     try:
         for i, policy in enumerate(plan, 1):
             version = f"bad-{policy[:3]}{i}"
+            waited = wait_healthy(ctx)
             say(f"run {i}/{len(plan)}: {policy}, version {version}")
             record = controller_run(ctx, version) if policy == "openbell" else flagger_run(ctx, version)
+            record["waited_for_healthy_s"] = waited
             runs.append(record)
             say(f"  {record.get('outcome')}: detection {record.get('detection_s')}s, weight 0 at "
                 f"{record.get('detection_rollback_s')}s, blast radius "
