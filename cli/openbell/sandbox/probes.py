@@ -9,6 +9,17 @@ from pathlib import Path
 import httpx
 
 
+def import_clients() -> None:
+    """Import every client library a probe uses, in the calling thread, before probes run in a thread pool.
+
+    httpx imports httpcore (and with it ssl and certifi) on its first client, the Kafka and PostgreSQL probes
+    import their clients on first use: the same import chains entered from several threads at once can end in
+    CPython's import-lock `_DeadlockError` (seen once in CI, in `sandbox status`)."""
+    import confluent_kafka.admin  # noqa: F401
+    import httpcore  # noqa: F401
+    import psycopg  # noqa: F401
+
+
 @dataclass(frozen=True)
 class Health:
     """A probe's answer: healthy or not, why, and the version the component reports."""

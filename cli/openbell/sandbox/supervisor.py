@@ -259,6 +259,7 @@ def status(lay: Layout) -> SandboxStatus:
         alive = record is not None and processes.is_running(record)
         return _row(ctx, component, component.probe(ctx) if alive else Health(False, "not running"))
 
+    probes.import_clients()
     with ThreadPoolExecutor(max_workers=8) as pool:
         rows = list(pool.map(one, components))
     return SandboxStatus(lay.home, rows + _extra_rows(ctx, components), endpoints(ctx))
