@@ -47,6 +47,9 @@ def main() -> None:
     parser.add_argument("--popularity", choices=["uniform", "zipf"], default="uniform",
                         help="how clients pick symbols: uniformly, or weighted by the feed's Zipf activity")
     parser.add_argument("--keep", action="store_true", help="leave the sandbox up afterwards")
+    parser.add_argument("--client-nice", type=int, default=0,
+                        help="niceness of the load client (the sandbox runs the tick path at -10): -10 gives it the "
+                             "platform's priority, as a trader's own machine would")
     args = parser.parse_args()
     if not WSBENCH.exists():
         subprocess.run(["go", "build", "-o", str(WSBENCH), "./cmd/wsbench"], cwd=ROOT / "services" / "gateway",
@@ -81,7 +84,8 @@ def run(args: argparse.Namespace, status: dict[str, Any], home: Path) -> dict[st
     cpu_before = {name: group_cpu(pid) for name, pid in pids.items()}
     started = time.monotonic()
     benches = [
-        subprocess.Popen([str(WSBENCH), "--url", url, "--clients", str(args.clients // len(urls)),
+        subprocess.Popen([*nice(args.client_nice), str(WSBENCH), "--url", url,
+                          "--clients", str(args.clients // len(urls)),
                           "--symbols-per-client", str(args.symbols_per_client), "--symbols-file", str(symbols_file),
                           "--duration", args.duration, "--warmup", args.warmup, "--seed", str(i + 1)],
                          stdout=subprocess.PIPE, text=True)
@@ -92,6 +96,7 @@ def run(args: argparse.Namespace, status: dict[str, Any], home: Path) -> dict[st
     client_cpu = cpu_seconds_children()
     cpu = {name: round(group_cpu(pid) - cpu_before[name], 1) for name, pid in pids.items()}
     feed = httpx.get(endpoints["feed_url"] + "/v1/rate", timeout=5).json()
+    server = server_side(endpoints["prometheus_url"], seconds(args.duration) - seconds(args.warmup))
     return {
         "clients": args.clients, "symbols_per_client": args.symbols_per_client, "feed_rate": args.feed_rate,
         "popularity": args.popularity, "gateway_replicas": args.replicas,
@@ -101,10 +106,47 @@ def run(args: argparse.Namespace, status: dict[str, Any], home: Path) -> dict[st
         "records_per_s": sum(o["records_per_s"] for o in outputs),
         "latency_p50_ms": max(o["latency_p50_ms"] for o in outputs),
         "latency_p99_ms": max(o["latency_p99_ms"] for o in outputs),
+        # The platform's own view of the same window (Prometheus): what the gateways measured up to the write,
+        # without the load client's scheduling, and how batched their Kafka fetches were.
+        "server": server,
+        "client_nice": args.client_nice,
         "wall_s": round(wall, 1),
         "cpu_s_by_component": dict(sorted(cpu.items(), key=lambda kv: -kv[1])),
         "cpu_s_load_client": round(client_cpu, 1),
     }
+
+
+def nice(niceness: int) -> list[str]:
+    return ["nice", "-n", str(niceness)] if niceness else []
+
+
+def seconds(duration: str) -> int:
+    return int(duration[:-1]) * {"s": 1, "m": 60}[duration[-1]]
+
+
+def server_side(prometheus_url: str, window_s: int) -> dict[str, float | None]:
+    """The gateways' push and ingest p99 (ms), fetches/s and records per fetch over the measured window."""
+    time.sleep(2)  # the last scrape of the window
+    def p99(histogram: str) -> str:
+        return f"1000 * histogram_quantile(0.99, sum by (le) (rate({histogram}_bucket[{window_s}s])))"
+
+    def per_s(counter: str) -> str:
+        return f"sum(rate({counter}[{window_s}s]))"
+
+    queries = {
+        "push_p99_ms": p99("gateway_push_latency_seconds"),
+        "ingest_p99_ms": p99("gateway_ingest_latency_seconds"),
+        "enricher_consume_p99_ms": p99("enricher_consume_latency_seconds"),
+        "fetches_per_s": per_s("gateway_kafka_fetches_total"),
+        "records_per_fetch": f"{per_s('gateway_kafka_records_total')} / {per_s('gateway_kafka_fetches_total')}",
+        "frames_per_s": per_s("gateway_frames_sent_total"),
+    }
+    out: dict[str, float | None] = {}
+    for name, query in queries.items():
+        result = httpx.get(prometheus_url + "/api/v1/query", params={"query": query}, timeout=10).json()
+        rows = result.get("data", {}).get("result", [])
+        out[name] = round(float(rows[0]["value"][1]), 1) if rows else None
+    return out
 
 
 def cpu_seconds_children() -> float:

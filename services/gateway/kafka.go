@@ -154,6 +154,7 @@ func (c *consumer) run(ctx context.Context, publish func([]*Record) (stale int))
 			}
 		})
 		if len(batch) > 0 {
+			c.m.kafkaFetches.Inc()
 			if stale := publish(batch); stale > 0 {
 				c.m.kafkaDropped.WithLabelValues("stale").Add(float64(stale))
 			}

@@ -32,6 +32,7 @@ type metrics struct {
 	httpRequests   *prometheus.CounterVec
 	httpDuration   *prometheus.HistogramVec
 	kafkaRecords   prometheus.Counter
+	kafkaFetches   prometheus.Counter
 	kafkaDropped   *prometheus.CounterVec
 	kafkaLag       *prometheus.GaugeVec
 }
@@ -81,6 +82,9 @@ func newMetrics(version, fault string) *metrics {
 			Buckets: httpBuckets}, []string{"route"}),
 		kafkaRecords: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gateway_kafka_records_total", Help: "Records consumed from the topic."}),
+		kafkaFetches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gateway_kafka_fetches_total",
+			Help: "Polls that returned records (records per fetch = records_total / fetches_total: how batched)."}),
 		kafkaDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_kafka_records_dropped_total",
 			Help: "Consumed records not fanned out: stale (seq not above the last seen) or malformed."},
@@ -99,6 +103,6 @@ func newMetrics(version, fault string) *metrics {
 	m.kafkaDropped.WithLabelValues("stale")
 	m.kafkaDropped.WithLabelValues("malformed")
 	r.MustRegister(handshakes, m.connections, m.subscriptions, m.messages, m.frames, m.conflations, m.pushLatency, m.ingestLatency,
-		m.httpRequests, m.httpDuration, m.kafkaRecords, m.kafkaDropped, m.kafkaLag)
+		m.httpRequests, m.httpDuration, m.kafkaRecords, m.kafkaFetches, m.kafkaDropped, m.kafkaLag)
 	return m
 }

@@ -82,6 +82,26 @@ type stats struct {
 	seqGaps, fseqGaps, duplicates, unsubscribed atomic.Int64
 	skipped, serverErrors                       atomic.Int64
 	latency                                     histogram
+	clientDelay                                 histogram // how late a 10 ms timer fires here: this process's CPU starvation
+}
+
+// watchDelay records how late a 10 ms timer wakes this process while measuring: on a shared machine the client's
+// own scheduling delay is part of every latency it measures, and this says how much (like k6's lateness).
+func watchDelay(ctx context.Context, st *stats, from time.Time) {
+	const every = 10 * time.Millisecond
+	next := time.Now().Add(every)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Until(next)):
+		}
+		now := time.Now()
+		if now.After(from) {
+			st.clientDelay.record(now.Sub(next).Microseconds())
+		}
+		next = now.Add(every)
+	}
 }
 
 // frame is any server -> client message; fields not in a given type stay empty.
@@ -243,6 +263,7 @@ func run(url string, clients, perClient int, symbolsFile string, duration, warmu
 	var st stats
 	var wg sync.WaitGroup
 	interval := time.Duration(float64(time.Second) / rate)
+	go watchDelay(ctx, &st, start.Add(warmup))
 	for i := 0; i < clients && ctx.Err() == nil; i++ {
 		syms := draw(universe, perClient, rng)
 		wg.Add(1)
@@ -267,7 +288,8 @@ func run(url string, clients, perClient int, symbolsFile string, duration, warmu
 		"latency_p99_ms": ms(st.latency.quantile(0.99)), "latency_max_ms": ms(st.latency.max.Load()),
 		"seq_gaps": st.seqGaps.Load(), "fseq_gaps": st.fseqGaps.Load(), "duplicates": st.duplicates.Load(),
 		"unsubscribed_records": st.unsubscribed.Load(), "skipped_conflated": st.skipped.Load(),
-		"server_errors": st.serverErrors.Load(),
+		"server_errors":       st.serverErrors.Load(),
+		"client_delay_p99_ms": ms(st.clientDelay.quantile(0.99)), "client_delay_max_ms": ms(st.clientDelay.max.Load()),
 	}
 	b, _ := json.Marshal(out)
 	fmt.Println(string(b))
