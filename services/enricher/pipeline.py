@@ -44,6 +44,7 @@ LAG_INTERVAL_S = 0.1  # the lag gauge is refreshed this often (it reports the wo
 ADMIN_REBUILD_S = 5.0
 WATERMARK_WAIT_S = 0.25  # a slower answer is not an outage: the sample goes without it (see BLIND_AFTER_S)
 BLIND_AFTER_S = 1.0  # no high watermark and no record for this long: count the time as lag (an outage)
+LAG_BOUNDS_S = (0.05,)  # lag bounds whose time over is counted (the lag SLO's bound: slo/kafka-consumer-lag.yaml)
 FLUSH_TIMEOUT_S = 10.0
 DELIVERY_TIMEOUT_MS = 300_000
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -75,6 +76,15 @@ class Metrics:
         self.lag = Gauge("enricher_consumer_lag_seconds",
                          "worst consumer lag over the last 0.1 s: age of the oldest tick not yet consumed, "
                          "0 at the high watermark", ["topic", "partition", "version"], registry=registry)
+        # The lag SLO's counters: seconds the consumer was behind by more than a bound (worst partition, exact from
+        # the consumed records' timestamps, see `TimeOverBound`) and seconds it ran with partitions assigned.
+        # Counters, so a scrape that misses a moment (or the whole process, stopped) loses none of it.
+        self.lag_over = Counter("enricher_consumer_lag_over_bound_seconds",
+                                "seconds the worst partition's lag exceeded `bound` (counted as records are "
+                                "consumed)", ["topic", "bound", "version"], registry=registry)
+        self.lag_observed = Counter("enricher_consumer_lag_observed_seconds",
+                                    "seconds the consumer ran with partitions assigned (the lag SLO's total)",
+                                    ["topic", "version"], registry=registry)
         self.consume_latency = Histogram("enricher_consume_latency_seconds",
                                          "tick age when consumed: consume time - the record's timestamp",
                                          ["version"], buckets=LATENCY_BUCKETS_S, registry=registry).labels(version)
@@ -168,6 +178,9 @@ class Pipeline:
             "message.timeout.ms": DELIVERY_TIMEOUT_MS,
             "partitioner": "murmur2_random",
         })
+        self._over = [(TimeOverBound(b), metrics.lag_over.labels(in_topic, f"{b:g}", metrics.version))
+                      for b in LAG_BOUNDS_S]
+        self._observed = metrics.lag_observed.labels(in_topic, metrics.version)
         self._thread = threading.Thread(target=self._run, name="enricher-pipeline", daemon=True)
         self._lag_thread = threading.Thread(target=self._lag_loop, name="enricher-lag", daemon=True)
         self._lag_stop = threading.Event()
@@ -310,6 +323,9 @@ class Pipeline:
         self.m.consume_latency.observe(age)
         if age > part.consumed_lag_s:
             part.consumed_lag_s = age
+        for over, counter in self._over:
+            if added := over.consumed(ts, now):
+                counter.inc(added)
         part.consumed_at = now
         value = self._enrich(msg.value())
         if value is None:
@@ -390,12 +406,18 @@ class Pipeline:
         not counted as behind at once (a slow answer on a busy machine is not an outage); one that lasts
         BLIND_AFTER_S with no record consumed is, so an outage shows as a growing lag, not a frozen gauge.
         """
-        next_at = time.monotonic() + LAG_INTERVAL_S
+        last = time.monotonic()
+        next_at = last + LAG_INTERVAL_S
         while not self._lag_stop.wait(max(0.0, next_at - time.monotonic())):
             next_at = max(next_at + LAG_INTERVAL_S, time.monotonic())
+            # The time since the last round (all of it after a SIGSTOP) counts as observed while partitions
+            # are assigned: the matching time over the bound arrives with the records consumed on resuming.
+            clock = time.monotonic()
+            elapsed, last = clock - last, clock
             parts = list(self.partitions.items())
             if not parts:
                 continue
+            self._observed.inc(elapsed)
             highs: dict[int, int] = {}
             try:
                 deadline = time.monotonic() + WATERMARK_WAIT_S
@@ -431,6 +453,31 @@ class Pipeline:
                 if self.partitions.get(p) is not part:
                     continue  # revoked meanwhile: do not bring its series back
                 self.m.lag.labels(self.in_topic, str(p), self.m.version).set(lag)
+
+
+@dataclass
+class TimeOverBound:
+    """Seconds the consumer's lag exceeded `bound_s`, exact from the records it consumes (one consuming thread).
+
+    A record stamped `ts` and consumed at `now` was not yet consumed in between, so the lag (the age of the
+    oldest unconsumed record) exceeded the bound over (ts + bound, now). The time over the bound is the union
+    of those intervals over every consumed record of every partition (the worst partition counts), and since
+    `now` never goes back, each record adds what its interval reaches past the union so far. The lag of a
+    stopped consumer, a broker outage or a restart is counted when the backlog is consumed, however long the
+    stop: no sampling, and no scrape, can miss it.
+    """
+
+    bound_s: float
+    covered_to: float = 0.0  # the union's right end so far (Unix seconds)
+
+    def consumed(self, ts: float, now: float) -> float:
+        """The seconds over the bound this record adds (0 for a record younger than the bound)."""
+        start = ts + self.bound_s
+        if now <= start:
+            return 0.0
+        added = max(0.0, now - max(start, self.covered_to))
+        self.covered_to = max(self.covered_to, now)
+        return added
 
 
 def sample_lag(part: PartitionState, high: int | None, position: int | None, now: float,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from openbell.errors import OpenbellError
 from openbell.gameday.gate import GamedayGate
 from openbell.metrics.prometheus import PrometheusClient
 from openbell.slo.evaluate import evaluate
-from openbell.slo.model import SLO, LatencySLI, ThresholdSLI
+from openbell.slo.model import SLO, LatencySLI, RatioSLI, ThresholdSLI
 from openbell.slo.promql import error_ratio
 from openbell.slo.windows import window_pairs
 
@@ -81,9 +82,15 @@ def platform_charts(slos: list[SLO], scrape_s: float) -> list[ChartSpec]:
 
 
 def _bound(slo: SLO | None) -> tuple[tuple[str, float], ...]:
-    if slo is None or not isinstance(slo.sli, ThresholdSLI):
-        return ()
-    return ((f"SLO {slo.sli.bound * 1000:g} ms", slo.sli.bound),)
+    """The lag SLO's bound, drawn on the lag gauge: a threshold SLI's own, or a time-over-bound ratio's `bound`
+    label (slo/kafka-consumer-lag.yaml)."""
+    bound = None
+    if slo is not None and isinstance(slo.sli, ThresholdSLI):
+        bound = slo.sli.bound
+    elif slo is not None and isinstance(slo.sli, RatioSLI) and slo.sli.bad:
+        found = re.search(r'\bbound="([0-9.eE+-]+)"', slo.sli.bad)
+        bound = float(found.group(1)) if found else None
+    return () if bound is None else ((f"SLO {bound * 1000:g} ms", bound),)
 
 
 def _threshold(slo: SLO | None, label: str) -> tuple[tuple[str, float], ...]:
