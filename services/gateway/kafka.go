@@ -35,6 +35,9 @@ type consumer struct {
 	lastErr   string
 	exchanges map[string]exchangeObservers // consumer goroutine only
 	lags      map[int32]prometheus.Gauge   // consumer goroutine only
+	// Partitions whose start-up replay (the warm records, minutes old) has been read up to the high watermark:
+	// ingest latency is observed from then on, so a replica's start does not read as a pipeline seconds late.
+	live map[int32]bool // consumer goroutine only
 }
 
 // fetchHook notes each answered fetch: readiness means "the consumer has partitions and is fetching".
@@ -55,7 +58,8 @@ func (h fetchHook) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, e2e kgo.BrokerE2
 
 // newConsumer creates the Kafka client; it connects lazily and reconnects on its own after broker restarts.
 func newConsumer(brokers []string, topic string, warmRecords int64, m *metrics) (*consumer, error) {
-	c := &consumer{m: m, exchanges: make(map[string]exchangeObservers), lags: make(map[int32]prometheus.Gauge)}
+	c := &consumer{m: m, exchanges: make(map[string]exchangeObservers), lags: make(map[int32]prometheus.Gauge),
+		live: make(map[int32]bool)}
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(brokers...),
 		kgo.ClientID("openbell-gateway"),
@@ -133,6 +137,7 @@ func (c *consumer) run(ctx context.Context, publish func([]*Record) (stale int))
 		})
 		received := time.Now().UnixNano()
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			live := c.live[p.Partition]
 			for _, kr := range p.Records {
 				c.m.kafkaRecords.Inc()
 				r, err := parseRecord(kr.Key, kr.Value)
@@ -145,12 +150,18 @@ func (c *consumer) run(ctx context.Context, publish func([]*Record) (stale int))
 					continue
 				}
 				obs := c.exchangeObserver(r.Exchange)
-				obs.ingest.Observe(float64(received-r.TsNs) / 1e9)
+				if live {
+					obs.ingest.Observe(float64(received-r.TsNs) / 1e9)
+				}
 				r.latency = obs.push
 				batch = append(batch, r)
 			}
 			if n := len(p.Records); n > 0 {
-				c.lagGauge(p.Partition).Set(float64(p.HighWatermark - p.Records[n-1].Offset - 1))
+				behind := p.HighWatermark - p.Records[n-1].Offset - 1
+				c.lagGauge(p.Partition).Set(float64(behind))
+				if behind == 0 {
+					c.live[p.Partition] = true
+				}
 			}
 		})
 		if len(batch) > 0 {
