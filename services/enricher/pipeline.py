@@ -181,6 +181,10 @@ class Pipeline:
         self._over = [(TimeOverBound(b), metrics.lag_over.labels(in_topic, f"{b:g}", metrics.version))
                       for b in LAG_BOUNDS_S]
         self._observed = metrics.lag_observed.labels(in_topic, metrics.version)
+        # Per input partition, the offset after the last record this process consumed, kept across rebalances:
+        # a record consumed again (replayed from an older committed offset after the group moved partitions)
+        # was not waiting to be consumed, so it adds nothing to the time over the bound. Pipeline thread only.
+        self._consumed_to: dict[int, int] = {}
         self._thread = threading.Thread(target=self._run, name="enricher-pipeline", daemon=True)
         self._lag_thread = threading.Thread(target=self._lag_loop, name="enricher-lag", daemon=True)
         self._lag_stop = threading.Event()
@@ -323,9 +327,11 @@ class Pipeline:
         self.m.consume_latency.observe(age)
         if age > part.consumed_lag_s:
             part.consumed_lag_s = age
-        for over, counter in self._over:
-            if added := over.consumed(ts, now):
-                counter.inc(added)
+        if offset >= self._consumed_to.get(partition, 0):
+            self._consumed_to[partition] = offset + 1
+            for over, counter in self._over:
+                if added := over.consumed(ts, now):
+                    counter.inc(added)
         part.consumed_at = now
         value = self._enrich(msg.value())
         if value is None:
