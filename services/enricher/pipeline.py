@@ -314,7 +314,7 @@ class Pipeline:
             return
         partition, offset = msg.partition(), msg.offset()
         part = self.partitions.get(partition) if partition is not None else None
-        if part is None or part.lost or offset is None:  # fetched just before its partition was taken away
+        if partition is None or part is None or part.lost or offset is None:  # fetched as its partition went
             return
         entry = Inflight(offset, time.perf_counter())
         part.inflight.append(entry)
