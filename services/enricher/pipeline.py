@@ -83,7 +83,7 @@ class Metrics:
                                 "seconds the worst partition's lag exceeded `bound` (counted as records are "
                                 "consumed)", ["topic", "bound", "version"], registry=registry)
         self.lag_observed = Counter("enricher_consumer_lag_observed_seconds",
-                                    "seconds the consumer ran with partitions assigned (the lag SLO's total)",
+                                    "seconds the consumer has run (the lag SLO's total)",
                                     ["topic", "version"], registry=registry)
         self.consume_latency = Histogram("enricher_consume_latency_seconds",
                                          "tick age when consumed: consume time - the record's timestamp",
@@ -178,8 +178,12 @@ class Pipeline:
             "message.timeout.ms": DELIVERY_TIMEOUT_MS,
             "partitioner": "murmur2_random",
         })
-        self._over = [(TimeOverBound(b), metrics.lag_over.labels(in_topic, f"{b:g}", metrics.version))
-                      for b in LAG_BOUNDS_S]
+        # This process speaks for the time since it started: a backlog older than that (a restart of a sandbox
+        # left down for hours, a group reset to an old offset) counts from now on, not for hours nobody observed,
+        # so the time over the bound never exceeds the time observed.
+        started = time.time()
+        self._over = [(TimeOverBound(b, covered_to=started),
+                       metrics.lag_over.labels(in_topic, f"{b:g}", metrics.version)) for b in LAG_BOUNDS_S]
         self._observed = metrics.lag_observed.labels(in_topic, metrics.version)
         # Per input partition, the offset after the last record this process consumed, kept across rebalances:
         # a record consumed again (replayed from an older committed offset after the group moved partitions)
@@ -416,14 +420,14 @@ class Pipeline:
         next_at = last + LAG_INTERVAL_S
         while not self._lag_stop.wait(max(0.0, next_at - time.monotonic())):
             next_at = max(next_at + LAG_INTERVAL_S, time.monotonic())
-            # The time since the last round (all of it after a SIGSTOP) counts as observed while partitions
-            # are assigned: the matching time over the bound arrives with the records consumed on resuming.
+            # The time since the last round (all of it after a SIGSTOP) counts as observed, from the start like
+            # the time over the bound: that arrives with the records consumed on resuming.
             clock = time.monotonic()
-            elapsed, last = clock - last, clock
+            self._observed.inc(clock - last)
+            last = clock
             parts = list(self.partitions.items())
             if not parts:
                 continue
-            self._observed.inc(elapsed)
             highs: dict[int, int] = {}
             try:
                 deadline = time.monotonic() + WATERMARK_WAIT_S
@@ -474,7 +478,7 @@ class TimeOverBound:
     """
 
     bound_s: float
-    covered_to: float = 0.0  # the union's right end so far (Unix seconds)
+    covered_to: float = 0.0  # the union's right end so far (Unix seconds); start it at when observing began
 
     def consumed(self, ts: float, now: float) -> float:
         """The seconds over the bound this record adds (0 for a record younger than the bound)."""

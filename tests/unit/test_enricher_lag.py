@@ -98,3 +98,9 @@ def test_a_record_consumed_inside_time_already_counted_adds_nothing() -> None:
     # An older record of another partition consumed right after: its interval is inside the counted one.
     assert abs(over.consumed(S0 - 0.5, S0 + 1.0)) < 1e-9
     assert abs(over.consumed(S0 + 0.5, S0 + 1.001) - 0.001) < 1e-9
+
+
+def test_a_backlog_older_than_the_consumer_counts_only_from_when_it_started() -> None:
+    # A sandbox left down for hours: its first record is 5 h old, but this process started 2 s ago.
+    over = TimeOverBound(0.05, covered_to=S0)
+    assert abs(over.consumed(S0 - 5 * 3600, S0 + 2.0) - 2.0) < 1e-9
