@@ -12,7 +12,7 @@ BUILD := build
 GATEWAY := $(BUILD)/bin/openbell-gateway
 GATEWAY_SRC := $(shell find services/gateway -name '*.go' -o -name go.mod -o -name go.sum 2>/dev/null)
 
-.PHONY: setup system kafka run test lint bench bench-sandbox clean
+.PHONY: setup system kafka kube run test lint bench bench-sandbox clean
 
 setup: system kafka $(STAMP) $(GATEWAY)
 
@@ -22,6 +22,12 @@ system:
 # Apache Kafka's broker jars from Maven Central, into the user's cache (the sandbox runs them on Java 17).
 kafka:
 	@bash scripts/fetch-kafka.sh
+
+# A real Kubernetes control plane for the tests and `openbell cluster up`: kube-apiserver, controller-manager,
+# scheduler, etcd and KWOK built from the Go module proxy, the operators' CRDs from their modules, into the
+# user's cache (cold: 6-20 minutes on 2 cores; then nothing).
+kube:
+	@bash scripts/kube-build.sh
 
 # The WebSocket gateway is Go (the fan-out hot path); the Go module proxy supplies its dependencies.
 $(GATEWAY): $(GATEWAY_SRC)
@@ -45,7 +51,7 @@ run: setup
 	promtool check rules $(BUILD)/slo-rules.yaml
 	$(BIN)/openbell gameday --plan gamedays/opening-bell.yaml --report $(BUILD)/gameday/latest
 
-test: setup
+test: setup kube
 	$(BIN)/ruff check cli services infra tests bench
 	$(BIN)/mypy
 	cd services/gateway && go vet ./... && go test ./...

@@ -64,8 +64,11 @@ class History:
 
 
 class PrometheusServer:
-    def __init__(self, workdir: Path, scrape_targets: list[str], history: History | None = None) -> None:
+    def __init__(self, workdir: Path, scrape_targets: list[str], history: History | None = None,
+                 scrape_config: str | None = None) -> None:
+        """`scrape_config`, when given, is the whole scrape_configs section (else one static job, `live`)."""
         self.workdir = workdir
+        self.scrape_config = scrape_config
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.scrape_targets = scrape_targets
@@ -86,9 +89,9 @@ class PrometheusServer:
                            check=True, capture_output=True, timeout=120)
         targets = ", ".join(f"'{t}'" for t in self.scrape_targets)
         config = self.workdir / "prometheus.yml"
-        config.write_text(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        scrape = self.scrape_config or (
             f"scrape_configs:\n  - job_name: live\n    static_configs:\n      - targets: [{targets}]\n")
+        config.write_text("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n" + scrape)
         log = (self.workdir / "prometheus.log").open("wb")
         self.proc = subprocess.Popen(
             [binary, f"--config.file={config}", f"--storage.tsdb.path={data}",

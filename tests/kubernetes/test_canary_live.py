@@ -1,5 +1,7 @@
-"""KubernetesTarget against a real cluster (Gateway API CRDs, the gateway's Deployment, Services and HTTPRoute
-in $OPENBELL_K8S_NAMESPACE): canary up, weights set and read back, rollback, the end state verified, the lock."""
+"""KubernetesTarget and `openbell canary` against the local cluster: real Deployments and ReplicaSets under the
+controller-manager (its garbage collector finishes foreground deletions), HTTPRoute weights checked by the
+upstream Gateway API CRD, the Lease lock contended, the drain through the API server's pod proxy to real
+gateways, and the judge's per-version series from a real Prometheus."""
 
 from __future__ import annotations
 
@@ -9,27 +11,41 @@ import socket
 import pytest
 
 from openbell.targets.base import RunConflict
-from openbell.targets.kubernetes import KubernetesRunStore, KubernetesTarget
-from tests.kubernetes.conftest import LIVE
-
-pytestmark = LIVE
+from openbell.targets.kubernetes import HTTPROUTE, KubernetesRunStore, KubernetesTarget
+from tests.kubernetes.conftest import GatewayStack, Kube, _query
 
 
-def test_canary_weights_read_back_and_rollback_leaves_stable_alone(target: KubernetesTarget) -> None:
-    version = os.environ.get("OPENBELL_K8S_CANARY_VERSION") or target.stable_version()
+def test_canary_weights_read_back_and_rollback_leaves_stable_alone(target: KubernetesTarget, kube: Kube) -> None:
     before = target.stable_version()
-    target.start_canary(version, {})
+    target.start_canary("1.1.0", {})
     assert target.canary_running()
+    # The canary's pod is served by a gateway at its version.
+    kube.wait("the canary pod to be served", lambda: kube.pods(target.namespace, "role=canary"))
     for percent in (10, 25, 50, 0):
         target.set_weight(percent)
         assert target.weight() == percent
-    assert target.churn(0.0) == 0  # every stable pod's drain endpoint answers; fraction 0 closes nothing
+    assert target.churn(0.0) == 0  # every stable pod's drain endpoint answers through the pod proxy
     target.set_weight(10)
     target.rollback()
     assert not target.canary_running() and target.weight() == 0
     assert target.verify_stable() == []
     assert target.stable_version() == before
+    # The garbage collector removed the canary's ReplicaSet and pods with it (foreground deletion).
+    assert kube.apps().list_namespaced_replica_set(target.namespace, label_selector="role=canary").items == []
+    kube.wait("the canary's pods to be gone", lambda: not kube.pods(target.namespace, "role=canary"))
     target.rollback()  # idempotent
+
+
+def test_the_api_server_refuses_a_weight_the_crd_forbids(target: KubernetesTarget) -> None:
+    """The upstream CRD's schema, which the hand-made fake never had: weight must be 0..1,000,000."""
+    from openbell.errors import OpenbellError
+
+    route = target._route()
+    rules = route["spec"]["rules"]
+    rules[0]["backendRefs"][0]["weight"] = -1
+    with pytest.raises(OpenbellError, match=r"refused.*weight"):
+        target._kube().patch(HTTPROUTE, target.route, {"spec": {"rules": rules}})
+    assert target.weight() == 0
 
 
 def test_one_run_holds_the_lock(target: KubernetesTarget) -> None:
@@ -47,8 +63,8 @@ def test_one_run_holds_the_lock(target: KubernetesTarget) -> None:
     assert theirs.holder() is None
 
 
-@pytest.mark.skipif(not os.environ.get("OPENBELL_K8S_PROMETHEUS"), reason="set OPENBELL_K8S_PROMETHEUS")
-def test_traffic_counts_connections_per_role(target: KubernetesTarget) -> None:
+def test_traffic_and_per_version_series_come_from_prometheus(target: KubernetesTarget, gateway: GatewayStack) -> None:
     traffic = target.traffic()
     assert traffic.source == "prometheus gateway_connections"
-    assert traffic.stable_connections >= 0 and traffic.canary_connections == 0
+    assert traffic.stable_connections == 0 and traffic.canary_connections == 0  # nobody connected
+    assert _query(gateway.prometheus, 'count(gateway_connections{job="gateway",role="stable",version="1.0.0"}) == 2')

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from openbell import __version__
-from openbell.commands import canary, chaos, gameday, infra, load, runbook, sandbox, slo
+from openbell.commands import canary, chaos, cluster, gameday, infra, load, runbook, sandbox, slo
 from openbell.commands.output import Output, Settings
 from openbell.errors import OpenbellError
 
@@ -27,6 +27,7 @@ app.add_typer(load.app, name="load")
 app.add_typer(canary.app, name="canary")
 app.add_typer(infra.app, name="infra")
 app.add_typer(chaos.app, name="chaos")
+app.add_typer(cluster.app, name="cluster")
 app.command("gameday")(gameday.gameday)
 
 

@@ -1,0 +1,68 @@
+"""The local cluster's pure parts: the processes' argument lists, the nodes, the kubeconfig, pod discovery."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import yaml
+
+from openbell.localkube import cluster
+from openbell.localkube.pods import pod_key, wanted
+
+
+def _layout(tmp_path: Path) -> cluster.Layout:
+    return cluster.Layout(tmp_path / "state", tmp_path / "cache")
+
+
+def test_the_plan_starts_etcd_first_and_the_api_server_on_the_namespace_address(tmp_path: Path) -> None:
+    plan = cluster.plan(_layout(tmp_path))
+    names = [p["name"] for p in plan["processes"]]
+    assert names == ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"]
+    api = plan["processes"][1]["argv"]
+    assert f"--advertise-address={cluster.NS_IP}" in api and "--endpoint-reconciler-type=none" in api
+    assert f"--secure-port={cluster.API_PORT}" in api and "--authorization-mode=Node,RBAC" in api
+    assert plan["tmpfs"] == [str(tmp_path / "state" / "etcd")]  # etcd's data dies with the namespace
+    kwok = plan["processes"][4]["argv"]
+    assert f"--manage-nodes-with-annotation-selector={cluster.KWOK_ANNOTATION}=fake" in kwok
+
+
+def test_nodes_cover_three_zones_each_pool_and_capacity_type_with_their_own_pod_subnets() -> None:
+    nodes = cluster.nodes()
+    zones = {n["metadata"]["labels"][cluster.ZONE_LABEL] for n in nodes}
+    assert zones == set(cluster.ZONES)
+    gateway = [n for n in nodes if n["metadata"]["labels"][cluster.POOL_LABEL] == "gateway"]
+    assert {n["metadata"]["labels"][cluster.CAPACITY_TYPE] for n in gateway} == {"spot", "on-demand"}
+    data = [n for n in nodes if n["metadata"]["labels"][cluster.POOL_LABEL] == "data"]
+    assert all(n["spec"]["taints"] == [{"key": cluster.POOL_LABEL, "value": "data", "effect": "NoSchedule"}]
+               for n in data) and len(data) == 3
+    subnets = [ipaddress.ip_network(n["spec"]["podCIDR"]) for n in nodes]
+    assert len(set(subnets)) == len(nodes)  # KWOK numbers each node's pods from its own podCIDR
+    assert all(s.subnet_of(ipaddress.ip_network(cluster.POD_CIDR)) for s in subnets)
+    assert all(n["metadata"]["annotations"] == {cluster.KWOK_ANNOTATION: "fake"} for n in nodes)
+
+
+def test_the_kubeconfig_names_the_server_and_carries_the_ca(tmp_path: Path) -> None:
+    config = cluster.kubeconfig(_layout(tmp_path), b"PEM", "t0ken")
+    text = yaml.safe_dump(config)
+    assert config["current-context"] == cluster.CONTEXT and "t0ken" in text
+    assert config["clusters"][0]["cluster"]["server"] == f"https://{cluster.NS_IP}:{cluster.API_PORT}"
+    assert config["clusters"][0]["cluster"]["certificate-authority-data"] == "UEVN"
+
+
+def test_crd_files_are_read_per_source(tmp_path: Path) -> None:
+    layout = _layout(tmp_path)
+    assert cluster.crd_files(layout) == []
+    (layout.crds / "gateway-api").mkdir(parents=True)
+    crd = layout.crds / "gateway-api" / "x.yaml"
+    crd.write_text("---\nkind: CustomResourceDefinition\nmetadata: {name: a.b}\n---\nkind: ConfigMap\n")
+    assert cluster.crd_files(layout) == [crd]
+    assert [d["metadata"]["name"] for d in cluster.crd_documents(crd)] == ["a.b"]
+
+
+def test_only_running_pods_with_an_ip_get_a_process() -> None:
+    pod = {"metadata": {"uid": "u1", "name": "p"}, "status": {"phase": "Running", "podIP": "10.244.1.1"}}
+    assert wanted(pod) and pod_key(pod) == "u1"
+    assert not wanted({**pod, "status": {"phase": "Pending"}})
+    assert not wanted({**pod, "status": {"phase": "Running"}})
+    assert not wanted({**pod, "metadata": {"uid": "u1", "name": "p", "deletionTimestamp": "2026-12-04T00:00:00Z"}})
