@@ -43,6 +43,11 @@ class Kube:
 
         return client.CustomObjectsApi(self.api)
 
+    def discovery(self) -> Any:
+        from kubernetes import client
+
+        return client.DiscoveryV1Api(self.api)
+
     def apps(self) -> Any:
         from kubernetes import client
 
@@ -162,8 +167,8 @@ def _query(url: str, expr: str) -> bool:
 
 @pytest.fixture(scope="module")
 def gateway(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayStack]:
-    """The gateway in namespace `openbell` (the docs' names), for one test module."""
-    yield from deploy_gateway(kube, "openbell", tmp_path_factory.mktemp("gateway"))
+    """The gateway (the docs' names) in namespace `openbell-canary`, for one test module."""
+    yield from deploy_gateway(kube, "openbell-canary", tmp_path_factory.mktemp("gateway"))
 
 
 @pytest.fixture(scope="module")

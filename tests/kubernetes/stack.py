@@ -58,9 +58,12 @@ def gateway_command(pod: dict[str, Any]) -> list[str]:
     """The real gateway for one pod: on the pod's IP, its image tag as the `version` label, the pod's name as
     the replica. No Kafka is reachable from the cluster's namespace: the gateway serves its HTTP API, metrics,
     readiness and drain without ticks (its Kafka client keeps retrying)."""
+    version = image_version(container_image(pod))
+    # A stand-in for a bad build: an image tagged *-faulty answers half its handshakes and requests 503.
+    faults = ["--fault-error-rate", "0.5"] if version.endswith("-faulty") else []
     return [str(GATEWAY_BIN), "--listen", f"{pod['status']['podIP']}:{PORT}",
-            "--version", image_version(container_image(pod)), "--replica", pod["metadata"]["name"],
-            "--kafka", f"{HOST_IP}:9", "--drain-timeout", "2s", "--reconnect-hint-ms", "100"]
+            "--version", version, "--replica", pod["metadata"]["name"],
+            "--kafka", f"{HOST_IP}:9", "--drain-timeout", "2s", "--reconnect-hint-ms", "100", *faults]
 
 
 def sd_target(pod: dict[str, Any]) -> dict[str, Any]:

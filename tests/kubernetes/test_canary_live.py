@@ -68,3 +68,23 @@ def test_traffic_and_per_version_series_come_from_prometheus(target: KubernetesT
     assert traffic.source == "prometheus gateway_connections"
     assert traffic.stable_connections == 0 and traffic.canary_connections == 0  # nobody connected
     assert _query(gateway.prometheus, 'count(gateway_connections{job="gateway",role="stable",version="1.0.0"}) == 2')
+
+
+def test_a_canary_held_by_a_finalizer_times_out_naming_it(gateway: GatewayStack, kube: Kube) -> None:
+    """What a Deployment deleted in the foreground looks like while something holds it (on a cluster without
+    a controller-manager the garbage collector's own foregroundDeletion never goes): a bounded wait, and
+    an error that names the finalizer rather than "still present"."""
+    from openbell.targets.kubernetes import RolloutTimeout
+
+    tgt = gateway.target(delete_timeout_s=3.0)
+    tgt.start_canary("1.1.0", {})
+    kube.apps().patch_namespaced_deployment("gateway-canary", gateway.namespace,
+                                            {"metadata": {"finalizers": ["openbell.dev/test-hold"]}})
+    try:
+        with pytest.raises(RolloutTimeout, match=r"finalizers pending: .*openbell.dev/test-hold"):
+            tgt.rollback()
+    finally:
+        kube.apps().patch_namespaced_deployment("gateway-canary", gateway.namespace,
+                                                {"metadata": {"finalizers": None}})
+    tgt.rollback()
+    assert not tgt.canary_running()

@@ -175,12 +175,20 @@ def test_promotion_patches_the_image_and_rolls_without_a_capacity_dip() -> None:
     validate(merged)
 
 
+def test_deletion_pending_names_the_finalizers_that_hold_an_object() -> None:
+    assert k8s.deletion_pending(None) is None
+    assert k8s.deletion_pending({"metadata": {}}) == "still present (not being deleted)"
+    held = {"metadata": {"deletionTimestamp": "2026-12-04T00:00:00Z", "finalizers": ["foregroundDeletion"]}}
+    assert "finalizers pending: foregroundDeletion (the garbage collector" in k8s.deletion_pending(held)
+
+
 def test_rollout_pending_says_what_the_deployment_waits_for() -> None:
     done = stable()
     assert k8s.rollout_pending(done) is None
     unseen = copy.deepcopy(done)
     unseen["metadata"]["generation"] = 4
-    assert k8s.rollout_pending(unseen) == "the controller has not seen the latest spec yet"
+    assert "has not observed the latest spec (generation 4" in k8s.rollout_pending(unseen)
+    assert "is kube-controller-manager running?" in k8s.rollout_pending(unseen)
     rolling = copy.deepcopy(done)
     rolling["status"].update(updatedReplicas=2, replicas=5)
     assert k8s.rollout_pending(rolling) == "2/4 updated"
@@ -264,6 +272,15 @@ def test_state_configmap_and_lease_are_valid_objects() -> None:
                              "renewTime": "2026-11-22T13:30:00.000000Z", "leaseDurationSeconds": 60}
     with pytest.raises(Exception, match="1 MiB"):
         k8s.state_configmap("gateway", "openbell", {"x": "y" * (1024 * 1024)})
+
+
+def test_a_holder_of_this_host_whose_process_is_gone_holds_nothing() -> None:
+    lease = k8s.lease("gateway", "openbell", "box:4242", NOW, 60)
+    assert k8s.live_holder(lease, NOW, "box", alive=lambda pid: pid != 4242) is None  # killed -9 here
+    assert k8s.live_holder(lease, NOW, "box", alive=lambda pid: True) == "box:4242"
+    assert k8s.live_holder(lease, NOW, "other", alive=lambda pid: False) == "box:4242"  # only its lease says
+    assert k8s.live_holder(k8s.lease("gateway", "openbell", "box:x", NOW, 60), NOW, "box",
+                           alive=lambda pid: False) == "box:x"
 
 
 def test_live_holder_absent_live_expired_and_released() -> None:

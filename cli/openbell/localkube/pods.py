@@ -11,6 +11,7 @@ canary's drain all reach a real server at each pod's address.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import threading
 import time
@@ -22,6 +23,14 @@ from typing import Any
 from openbell.localkube.cluster import NETNS
 
 Command = Callable[[dict[str, Any]], list[str]]
+
+
+def _die_with_parent() -> None:
+    """SIGTERM the pod's process when the thread that started it ends: a runner killed with -9 leaves no
+    server behind on a pod IP that KWOK will hand to the next pod."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def pod_key(pod: dict[str, Any]) -> str:
@@ -79,7 +88,8 @@ class PodProcesses:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             with (self.log_dir / f"{name}.log").open("ab") as log:
                 proc = subprocess.Popen(["ip", "netns", "exec", self.netns, *self.command(pod)], stdout=log,
-                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                        preexec_fn=_die_with_parent)
             self.running[key] = (name, proc)
         self._write_sd([pods[k] for k in self.running if k in pods])
 

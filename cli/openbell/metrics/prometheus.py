@@ -93,6 +93,21 @@ class PrometheusClient:
                                                   "step": f"{step_s:g}", "timeout": f"{self.query_timeout_s:g}"})
         return [Series(dict(r["metric"]), [(float(t), _float(v)) for t, v in r["values"]]) for r in data["result"]]
 
+    def scrape_interval_s(self, job: str) -> float | None:
+        """The longest scrape interval among the active targets of `job` (what a rate window must span);
+        None when Prometheus scrapes no target of that job."""
+        from openbell.slo.durations import parse_duration_s
+
+        data = self._get("/api/v1/targets", {"state": "active"})
+        found = []
+        for target in data.get("activeTargets") or []:
+            if (target.get("labels") or {}).get("job") == job and target.get("scrapeInterval"):
+                try:
+                    found.append(parse_duration_s(str(target["scrapeInterval"])))
+                except ValueError:
+                    continue
+        return max(found) if found else None
+
     def build_info(self) -> dict[str, str]:
         data = self._get("/api/v1/status/buildinfo", {})
         return {str(k): str(v) for k, v in data.items()}

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import re
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -170,13 +171,32 @@ def rollout_pending(deployment: dict[str, Any]) -> str | None:
     spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
     want = int(spec.get("replicas", 1))
     if int(status.get("observedGeneration", 0)) < int(deployment.get("metadata", {}).get("generation", 0)):
-        return "the controller has not seen the latest spec yet"
+        # Seen on an API server without kube-controller-manager: nothing ever observes the spec.
+        return ("the Deployment controller has not observed the latest spec (generation"
+                f" {deployment.get('metadata', {}).get('generation')}, observed {status.get('observedGeneration', 0)}:"
+                " is kube-controller-manager running?)")
     for key, what in (("updatedReplicas", "updated"), ("readyReplicas", "ready"), ("availableReplicas", "available")):
         if int(status.get(key, 0)) < want:
             return f"{status.get(key, 0)}/{want} {what}"
     if int(status.get("replicas", 0)) > want:
         return f"{int(status['replicas']) - want} old replicas terminating"
     return None
+
+
+def deletion_pending(obj: dict[str, Any] | None) -> str | None:
+    """None when the object is gone; else why it is still there, in words: a foreground deletion keeps the
+    object, with its finalizers, until the garbage collector has removed its dependents and then them."""
+    if obj is None:
+        return None
+    meta = obj.get("metadata") or {}
+    if not meta.get("deletionTimestamp"):
+        return "still present (not being deleted)"
+    finalizers = meta.get("finalizers") or []
+    if not finalizers:
+        return f"being deleted since {meta['deletionTimestamp']}"
+    why = " (the garbage collector in kube-controller-manager removes it once the dependents are gone)" \
+        if "foregroundDeletion" in finalizers else ""
+    return f"being deleted since {meta['deletionTimestamp']}, finalizers pending: {', '.join(finalizers)}{why}"
 
 
 # ---- HTTPRoute --------------------------------------------------------------------------------------------
@@ -264,13 +284,38 @@ def lease_expiry(lease_obj: dict[str, Any]) -> datetime | None:
     return datetime.fromisoformat(stamp) + timedelta(seconds=int(duration))
 
 
-def live_holder(lease_obj: dict[str, Any] | None, now: datetime) -> str | None:
+def holder_gone(holder: str, host: str, alive: Callable[[int], bool]) -> bool:
+    """True when `holder` ("host:pid", what the canary controller writes) is a process of this host that no
+    longer exists: a run killed with -9 here. Its lease would block `resume` until it lapses; it is dead for
+    sure, so it holds nothing. A holder on another host is only ever judged by its lease."""
+    parts = holder.split(":")
+    if len(parts) < 2 or parts[0] != host or not parts[1].isdigit():
+        return False
+    return not alive(int(parts[1]))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def live_holder(lease_obj: dict[str, Any] | None, now: datetime, host: str | None = None,
+                alive: Callable[[int], bool] = _pid_alive) -> str | None:
     """Who holds the lock at `now`: None when the Lease is absent, released, or expired (a holder that died
-    stops renewing, so it never blocks forever; a Lease without times counts as expired for the same reason)."""
+    stops renewing, so it never blocks forever; a Lease without times counts as expired for the same reason),
+    or, given this `host`, held by a process of this host that is gone."""
     if lease_obj is None or not (lease_obj.get("spec") or {}).get("holderIdentity"):
         return None
     expiry = lease_expiry(lease_obj)
-    return None if expiry is None or expiry <= now else str(lease_obj["spec"]["holderIdentity"])
+    holder = str(lease_obj["spec"]["holderIdentity"])
+    if expiry is None or expiry <= now or (host is not None and holder_gone(holder, host, alive)):
+        return None
+    return holder
 
 
 # ---- the API server ---------------------------------------------------------------------------------------
@@ -556,6 +601,22 @@ class KubernetesTarget(CanaryTarget):
     def prometheus_url(self) -> str:
         return str(self.prometheus)
 
+    def scrape_interval_s(self) -> float:
+        """How often Prometheus scrapes the service's pods, from its own targets (the judge's rate windows and
+        sample counts follow it); 15 s, the Prometheus Operator's default, when it cannot say."""
+        from openbell.metrics.prometheus import PrometheusClient
+
+        try:
+            with PrometheusClient(self.prometheus_url()) as prom:
+                interval = prom.scrape_interval_s(self.scope().job)
+        except OpenbellError as exc:
+            self.progress(f"scrape interval of job {self.scope().job} unknown ({exc}): assuming 15s")
+            return 15.0
+        if interval is None:
+            self.progress(f"Prometheus scrapes no target of job {self.scope().job}: assuming a 15s interval")
+            return 15.0
+        return interval
+
     def scope(self) -> MetricScope:
         return MetricScope(job=self.service)
 
@@ -682,7 +743,7 @@ class KubernetesTarget(CanaryTarget):
         if kube.delete(DEPLOYMENT, self.canary_name):
             self.progress(f"deleting deployment/{self.canary_name}")
         self._wait(f"deployment/{self.canary_name} to be deleted", self.delete_timeout_s,
-                   lambda: None if kube.get(DEPLOYMENT, self.canary_name) is None else "still present")
+                   lambda: deletion_pending(kube.get(DEPLOYMENT, self.canary_name)))
 
     def rollback(self) -> None:
         self._remove_canary()
@@ -768,7 +829,7 @@ class KubernetesRunStore(RunStore):
     def acquire(self, owner: str) -> None:
         kube, now = self._api(), self._now()
         current = kube.get(LEASE, self.name)
-        holder = live_holder(current, now)
+        holder = live_holder(current, now, socket.gethostname())
         if holder is not None and holder != owner:
             raise self._conflict("cannot start")
         body = lease(self.service, self.namespace, owner, now, self.lease_s)
