@@ -66,3 +66,30 @@ def test_only_running_pods_with_an_ip_get_a_process() -> None:
     assert not wanted({**pod, "status": {"phase": "Pending"}})
     assert not wanted({**pod, "status": {"phase": "Running"}})
     assert not wanted({**pod, "metadata": {"uid": "u1", "name": "p", "deletionTimestamp": "2026-12-04T00:00:00Z"}})
+
+
+def test_a_transcription_becomes_a_structural_crd() -> None:
+    import json
+
+    from openbell.localkube import transcribed
+
+    (crd,) = transcribed.crds()
+    assert crd["metadata"]["name"] == "testruns.k6.io"
+    assert crd["metadata"]["annotations"]["openbell.dev/source"] == \
+        "transcription: infra/schemas/k6-testrun-v1alpha1.json"
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    text = json.dumps(schema)
+    assert "$ref" not in text and '"const"' not in text and "additionalProperties\": false" not in text
+    spec = schema["properties"]["spec"]
+    assert spec["required"] == ["parallelism", "script"]
+    assert spec["properties"]["parallelism"] == {"type": "integer", "minimum": 1, "maximum": 2147483647}
+    assert spec["properties"]["cleanup"] == {"enum": ["post"], "type": "string"}
+
+    def typed(node: dict) -> None:  # structural: every node has a type, or preserves unknown fields
+        assert "type" in node or node.get("x-kubernetes-preserve-unknown-fields"), node
+        for child in (node.get("properties") or {}).values():
+            typed(child)
+        if isinstance(node.get("items"), dict):
+            typed(node["items"])
+
+    typed(schema)

@@ -78,14 +78,54 @@ def apply(objects: list[dict[str, Any]], kubeconfig: str | None) -> list[str]:
         raise UnreachableError(f"target kubernetes: no kubeconfig at {path}; set --kubeconfig or KUBECONFIG, "
                                "or print the objects with `openbell load render` and apply them yourself")
     try:
-        from kubernetes import client, config, utils
+        from kubernetes import client, config
     except ImportError as exc:
         raise UnreachableError("target kubernetes: the `kubernetes` Python package is not installed"
                                " (pip install kubernetes)") from exc
-    config.load_kube_config(config_file=path)
-    api = client.ApiClient()
+    try:
+        config.load_kube_config(config_file=path)
+    except Exception as exc:  # ConfigException, or a broken file
+        raise UnreachableError(f"target kubernetes: no usable kubeconfig {path}: {' '.join(str(exc).split())}") \
+            from exc
+    from kubernetes.dynamic import DynamicClient
+    from kubernetes.dynamic.exceptions import ConflictError, NotFoundError, ResourceNotFoundError
+
     applied = []
-    for obj in objects:
-        utils.create_from_dict(api, obj)
-        applied.append(f"{obj['kind']}/{obj['metadata']['name']}")
+    try:
+        dyn = DynamicClient(client.ApiClient())
+        for obj in objects:
+            meta = obj["metadata"]
+            what = f"{obj['kind']}/{meta['name']} in namespace {meta.get('namespace')}"
+            try:
+                resource = dyn.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+            except ResourceNotFoundError:
+                raise UnreachableError(f"target kubernetes: the cluster has no {obj['apiVersion']} {obj['kind']}"
+                                       " (is k6-operator installed? its CRD defines TestRun)") from None
+            try:
+                resource.create(body=obj, namespace=meta.get("namespace"))
+                applied.append(f"{obj['kind']}/{meta['name']}")
+            except ConflictError:  # a rerun: the same name gets this run's objects
+                current = resource.get(name=meta["name"], namespace=meta.get("namespace"))
+                body = {**obj, "metadata": {**meta, "resourceVersion": current.metadata.resourceVersion}}
+                resource.replace(body=body, namespace=meta.get("namespace"))
+                applied.append(f"{obj['kind']}/{meta['name']} (replaced)")
+            except NotFoundError as exc:
+                raise UnreachableError(f"target kubernetes: cannot create {what}: {_message(exc)}") from None
+    except UnreachableError:
+        raise
+    except Exception as exc:  # the API server refused (422) or could not be reached
+        raise UnreachableError(f"target kubernetes: apply failed after {len(applied)} object(s): {_message(exc)}") \
+            from exc
     return applied
+
+
+def _message(exc: Exception) -> str:
+    """The API server's own message (its Status body), else the exception's words, on one line."""
+    import json
+
+    body = getattr(exc, "body", None)
+    try:
+        message = json.loads(body).get("message") if body else None
+    except (TypeError, ValueError):
+        message = None
+    return " ".join(str(message or exc).split())[:400]

@@ -339,8 +339,25 @@ def _install_crds(api: Any, layout: Layout, progress: Callable[[str], None]) -> 
                     raise OpenbellError(f"cluster: the API server refused CRD {name} from {path}: HTTP {exc.status}"
                                         f" {exc.reason}") from exc
             names.append(name)
-    progress(f"{len(names)} upstream CRDs installed")
+    from openbell.localkube import transcribed
+
+    upstream = len(names)
+    for doc in transcribed.crds():
+        try:
+            ext.create_custom_resource_definition(body=doc, _preload_content=False)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise OpenbellError(f"cluster: the API server refused CRD {doc['metadata']['name']} made from"
+                                    f" {doc['metadata']['annotations']['openbell.dev/source']}: HTTP {exc.status}"
+                                    f" {_one_line(exc.body)}") from exc
+        names.append(doc["metadata"]["name"])
+    progress(f"{upstream} upstream CRDs and {len(names) - upstream} made from infra/schemas transcriptions"
+             " installed")
     return names
+
+
+def _one_line(text: Any) -> str:
+    return " ".join(str(text).split())[:400]
 
 
 def _wait_established(api: Any, names: list[str], timeout_s: float) -> None:

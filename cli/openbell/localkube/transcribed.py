@@ -1,0 +1,102 @@
+"""CRDs for the kinds whose operator publishes none this machine can fetch, made from infra/schemas' hand
+transcriptions: k6-operator's TestRun (github.com/grafana/k6-operator is refused by the Go module proxy).
+
+A JSON Schema (2020-12, with $refs) becomes the structural OpenAPI v3 schema a CRD needs: local and
+_common.json $refs are inlined, `const` becomes a one-value enum, a `["T", "null"]` type becomes T with
+nullable, references to Kubernetes core types (kubernetes-validate's definitions) become objects whose fields
+are preserved unchecked, and what a structural schema cannot say (if/then, not, anyOf) is left to the offline
+check. `additionalProperties: false` is dropped: the API server prunes unknown fields, and refuses them under
+fieldValidation=Strict. Every CRD made here carries the annotation openbell.dev/source naming its
+transcription, so nobody takes it for the operator's own.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+TRANSCRIPTIONS = ("k6-testrun-v1alpha1.json",)
+KEEP = ("type", "properties", "required", "items", "enum", "minimum", "maximum", "exclusiveMinimum",
+        "exclusiveMaximum", "minLength", "maxLength", "pattern", "minItems", "maxItems", "uniqueItems",
+        "minProperties", "maxProperties", "description", "default")
+
+
+def schemas_dir() -> Path:
+    return Path(__file__).resolve().parents[3] / "infra" / "schemas"
+
+
+class _Converter:
+    def __init__(self, defs: dict[str, Any], common: dict[str, Any]) -> None:
+        self.defs, self.common = defs, common
+
+    def ref(self, ref: str) -> dict[str, Any]:
+        where, _, pointer = ref.partition("#")
+        name = pointer.rsplit("/", 1)[-1]
+        if where == "":
+            return self.convert(self.defs[name])
+        if where == "_common.json":
+            return self.convert(self.common[name])
+        return {"type": "object", "x-kubernetes-preserve-unknown-fields": True}  # a Kubernetes core type
+
+    def convert(self, node: Any) -> dict[str, Any]:
+        if not isinstance(node, dict):
+            return {"x-kubernetes-preserve-unknown-fields": True}
+        if "$ref" in node:
+            return self.ref(str(node["$ref"]))
+        out: dict[str, Any] = {k: v for k, v in node.items() if k in KEEP}
+        if "const" in node:
+            out["enum"] = [node["const"]]
+        if isinstance(out.get("type"), list):
+            types = [t for t in out["type"] if t != "null"]
+            out["type"] = types[0] if len(types) == 1 else None
+            out["nullable"] = "null" in node["type"]
+            if out["type"] is None:
+                del out["type"]
+        if "type" not in out and "enum" in out:
+            kinds = {type(v).__name__ for v in out["enum"]}
+            out["type"] = {"str": "string", "int": "integer", "bool": "boolean", "float": "number"}.get(
+                kinds.pop(), "string") if len(kinds) == 1 else None
+            if out["type"] is None:
+                del out["type"]
+        if "properties" in out:
+            out["properties"] = {k: self.convert(v) for k, v in out["properties"].items()}
+            out.setdefault("type", "object")
+        if isinstance(node.get("additionalProperties"), dict) and "properties" not in out:
+            out["additionalProperties"] = self.convert(node["additionalProperties"])
+            out.setdefault("type", "object")
+        if "items" in out:
+            out["items"] = self.convert(out["items"])
+            out.setdefault("type", "array")
+        open_object = out.get("type") == "object" and "properties" not in out and "additionalProperties" not in out
+        if "type" not in out or open_object:
+            out["x-kubernetes-preserve-unknown-fields"] = True
+        return out
+
+
+def crd(path: Path) -> dict[str, Any]:
+    """The CustomResourceDefinition for the kind `path` (an infra/schemas transcription) describes."""
+    schema = json.loads(path.read_text())
+    common = json.loads((path.parent / "_common.json").read_text()).get("$defs", {})
+    props = schema["properties"]
+    group, _, version = props["apiVersion"]["const"].partition("/")
+    kind = props["kind"]["const"]
+    plural = kind.lower() + "s"
+    spec = _Converter(schema.get("$defs", {}), common).convert(props["spec"])
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}",
+                     "annotations": {"openbell.dev/source": f"transcription: infra/schemas/{path.name}"}},
+        "spec": {"group": group, "scope": "Namespaced",
+                 "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
+                 "versions": [{"name": version, "served": True, "storage": True, "subresources": {"status": {}},
+                               "schema": {"openAPIV3Schema": {
+                                   "type": "object", "required": ["spec"],
+                                   "properties": {"spec": spec, "status": {
+                                       "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}}}]},
+    }
+
+
+def crds(directory: Path | None = None) -> list[dict[str, Any]]:
+    base = directory or schemas_dir()
+    return [crd(base / name) for name in TRANSCRIPTIONS if (base / name).is_file()]
