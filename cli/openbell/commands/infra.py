@@ -20,6 +20,13 @@ app = typer.Typer(help="The platform on AWS (Pulumi): offline plan with policy a
 STACK = typer.Option(..., "--stack", "-s", help="Stack name: dev, staging or prod (stacks/Pulumi.<stack>.yaml).")
 STACK_FILE = typer.Option(None, "--stack-file", help="Read the stack's config from this file instead.")
 YES = typer.Option(False, "--yes", "-y", help="Really do it (up and destroy change real infrastructure).")
+CLUSTER = typer.Option(False, "--cluster",
+                       help="With --offline: also dry-run every Kubernetes object on a cluster's API server "
+                            "(server-side, dryRun=All: nothing is persisted); a rejection fails the plan.")
+KUBE_CONTEXT = typer.Option(None, "--context", help="Kubeconfig context for the cluster check [current]; "
+                                                    "implies --cluster.")
+KUBECONFIG = typer.Option(None, "--kubeconfig", help="Kubeconfig for the cluster check [$KUBECONFIG, "
+                                                     "~/.kube/config]; implies --cluster.")
 
 
 @app.command()
@@ -29,20 +36,33 @@ def plan(
     offline: bool = typer.Option(False, "--offline",
                                  help="Run the program under pulumi's mocks: no pulumi CLI, no cloud."),
     stack_file: Path | None = STACK_FILE,
+    cluster: bool = CLUSTER,
+    kube_context: str | None = KUBE_CONTEXT,
+    kubeconfig: Path | None = KUBECONFIG,
     output: Output | None = OUTPUT_OPTION,
 ) -> None:
     """Inventory, policy results and schema checks of a stack (exit 1 on a violation or an invalid object).
 
+    With --cluster (or --context/--kubeconfig) every Kubernetes object is also sent to that cluster's API server as
+    a server-side dry-run: its schemas, CEL rules and admission judge them (exit 1 on a rejection); kinds whose CRD
+    the cluster lacks are listed as not checked. Objects in a namespace the plan creates are checked in `default`.
+
     Without --offline it is a `preview` (needs the pulumi CLI and AWS credentials)."""
     from openbell.infra import repo_root
 
+    wants_cluster = cluster or kube_context is not None or kubeconfig is not None
+    if wants_cluster and not offline:
+        raise UsageError("the cluster check (--cluster, --context, --kubeconfig) dry-runs the offline plan's "
+                         "objects: add --offline")
     root = repo_root()
     if not offline:
         _operate(ctx, "preview", root, stack, stack_file, output)
         return
+    from openbell.infra.dryrun import ClusterRef
     from openbell.infra.plan import render, run_plan
 
-    report = run_plan(root, stack, stack_file, verbose=settings(ctx).verbose)
+    target = ClusterRef(kubeconfig, kube_context) if wants_cluster else None
+    report = run_plan(root, stack, stack_file, verbose=settings(ctx).verbose, cluster=target)
     if resolve(ctx, output) is Output.json:
         print_json(report.as_dict())
     else:

@@ -5,6 +5,9 @@ the inventory (type, name, the settings worth a glance), counts per type, the po
 (infra.policies, the same rule functions `pulumi preview --policy-pack` runs) and the schema checks of
 every Kubernetes object (infra.validate). Passed means no policy violation and no invalid object;
 kinds without a schema are listed, not failed.
+
+With a cluster (`--cluster`, `--context`, `--kubeconfig`) every Kubernetes object is also dry-run on its API
+server (openbell.infra.dryrun): a rejection fails the plan, a kind without its CRD there is listed, not failed.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
     from infra.config import PlatformConfig
     from infra.policies.rules import Violation
     from infra.validate import SchemaResult
+    from openbell.infra.dryrun import ClusterRef, Planned, ServerReport
 
 
 class ProgramError(OpenbellError):
@@ -54,6 +58,8 @@ class PlanReport:
     violations: list[Violation] = field(default_factory=list)
     schemas: list[SchemaResult] = field(default_factory=list)
     rules: list[str] = field(default_factory=list)
+    objects: list[Planned] = field(default_factory=list, repr=False)  # the Kubernetes objects, as declared
+    server: ServerReport | None = None  # the named cluster's dry-run of `objects`
 
     @property
     def counts(self) -> dict[str, int]:
@@ -70,7 +76,8 @@ class PlanReport:
     @property
     def passed(self) -> bool:
         # An object no schema covers is unchecked, not valid: a new CRD kind needs its schema first.
-        return not self.violations and not self.invalid and not self.unknown
+        return (not self.violations and not self.invalid and not self.unknown
+                and (self.server is None or self.server.passed))
 
     def as_dict(self) -> dict[str, Any]:
         broken = {v.rule for v in self.violations}
@@ -91,15 +98,34 @@ class PlanReport:
                 "invalid": [s.as_dict() for s in self.invalid],
                 "unknown": [s.as_dict() for s in self.unknown],
             },
+            "server": self.server.as_dict() if self.server is not None else None,
         }
 
 
 def run_plan(root: Path, stack: str, path: Path | None = None, verbose: bool = False,
-             program: Callable[[Any], Any] | None = None) -> PlanReport:
-    """Validate the stack, declare the program under mocks, judge it."""
+             program: Callable[[Any], Any] | None = None, cluster: ClusterRef | None = None) -> PlanReport:
+    """Validate the stack, declare the program under mocks, judge it; with `cluster`, have that cluster's API
+    server judge every Kubernetes object too (server-side dry-run, nothing persisted)."""
     cfg = load_config(root, stack, path)
+    from openbell.infra import dryrun
+
+    # A cluster that cannot be used is known before the program runs (exit 2 or 3, one line).
+    server = dryrun.connect(cluster) if cluster is not None else None
+    try:
+        report = _declare(cfg, stack, verbose, program)
+        if server is not None:
+            report.server = dryrun.check(report.objects, server)
+        return report
+    finally:
+        if server is not None:
+            server.close()
+
+
+def _declare(cfg: PlatformConfig, stack: str, verbose: bool, program: Callable[[Any], Any] | None) -> PlanReport:
+    """The program declared under mocks, then judged offline: inventory, policies, schemas."""
     from infra import offline, validate
     from infra.policies import RULES, evaluate_recorded
+    from openbell.infra import dryrun
 
     noise = io.StringIO()
     try:
@@ -122,6 +148,7 @@ def run_plan(root: Path, stack: str, path: Path | None = None, verbose: bool = F
         violations=evaluate_recorded(plan.resources, cfg.environment),
         schemas=validate.validate(plan.resources, cfg.cluster.version),
         rules=[r.name for r in RULES],
+        objects=dryrun.planned(plan.resources),
     )
 
 
@@ -324,5 +351,42 @@ def render(report: PlanReport, out: Console) -> None:
             out.print(f"  [red]invalid[/red] {s.resource} ({s.kind}): {error}")
     for s in report.unknown:
         out.print(f"  [yellow]not validated[/yellow] {s.resource}: no schema for {s.kind} ({s.api_version})")
+    if report.server is not None:
+        render_server(report.server, out)
     verdict = "[green]passed[/green]" if report.passed else "[red]failed[/red]"
-    out.print(f"Plan {verdict}: {len(report.violations)} policy violation(s), {len(report.invalid)} invalid object(s)")
+    rejected = f", {len(report.server.rejected)} rejected by the cluster" if report.server is not None else ""
+    out.print(f"Plan {verdict}: {len(report.violations)} policy violation(s), {len(report.invalid)} invalid "
+              f"object(s){rejected}")
+
+
+_SERVER_RESULT = {"rejected": "[red]rejected[/red]", "unchecked": "[yellow]not checked[/yellow]",
+                  "accepted": "[green]accepted[/green]"}
+
+
+def render_server(server: ServerReport, out: Console) -> None:
+    """The cluster's answers, rejections first: one row per object, what the server said, where it was checked."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"Server-side dry-run on {server.server} (context {server.context}, Kubernetes "
+                        f"{server.version}): nothing persisted", title_justify="left")
+    for column in ("object", "resource", "result", "server"):
+        table.add_column(column, overflow="fold")
+    rank = {"rejected": 0, "unchecked": 1, "accepted": 2}
+    for r in sorted(server.results, key=lambda r: rank[r.status]):
+        notes = [r.message] if r.message else []
+        if r.checked_in:
+            notes.append(f"checked in namespace {r.checked_in} ({r.namespace} does not exist yet)")
+        if r.update_refused:
+            notes.append(f"valid as a new object, but as an update of the one on the cluster: {r.update_refused}")
+        notes.extend(f"warning: {w}" for w in r.warnings)
+        table.add_row(escape(r.ref), escape(r.resource), _SERVER_RESULT[r.status], escape("; ".join(notes)))
+    out.print(table)
+    out.print(f"Cluster: {len(server.results)} Kubernetes objects, {len(server.accepted)} accepted, "
+              f"{len(server.rejected)} rejected, {len(server.unchecked)} not checked (no CRD on the cluster; "
+              "the offline schemas cover them)")
+    for r in server.rejected:
+        out.print(f"  [red]rejected[/red] {escape(r.ref)} ({escape(r.resource)}): {escape(r.message)}")
+    for r in server.update_refused:
+        out.print(f"  [yellow]update refused[/yellow] {escape(r.ref)} ({escape(r.resource)}) is valid as a new "
+                  f"object; the server refuses it as an update of the one on the cluster: {escape(r.update_refused)}")
