@@ -1,8 +1,11 @@
-"""Traders through the HTTPRoute, for the live suite: a stand-in for the Gateway's data plane (no Envoy runs
+"""Traffic through the HTTPRoute, for the live suite: a stand-in for the Gateway's data plane (no Envoy runs
 here), named as such. It routes as a Gateway API implementation does: each request picks a backendRef of the
 route's rule by weight, then a ready endpoint of that Service from its EndpointSlices (kept by the real
-controller-manager). Traffic is WebSocket handshakes plus REST quote requests at a fixed rate, and a few traders
-that hold a WebSocket open and reconnect through the route when the gateway closes it (the canary's churn)."""
+controller-manager).
+
+RouteTraffic generates traffic: WebSocket handshakes plus REST quote requests at a fixed rate, and a few traders
+that hold a WebSocket open and reconnect through the route when the gateway closes it (the canary's churn).
+RouteProxy is an entry point for other clients (k6): a TCP proxy on 127.0.0.1 that routes each connection."""
 
 from __future__ import annotations
 
@@ -128,7 +131,7 @@ class RouteTraffic:
 
     def start(self) -> RouteTraffic:
         self._refresh()
-        targets = [self._refresher, self._requests] + [self._trader] * self.traders
+        targets = [self._refresher] + ([self._requests] if self.rate_per_s > 0 else []) + [self._trader] * self.traders
         self._threads = [threading.Thread(target=t, daemon=True) for t in targets]
         for thread in self._threads:
             thread.start()
@@ -144,3 +147,68 @@ class RouteTraffic:
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
+
+
+@dataclass
+class RouteProxy:
+    """The platform's entry point for k6 on this machine: each accepted connection goes, whole, to an endpoint
+    picked by the route's weights (as an L4 data plane would: a keep-alive connection stays where it went)."""
+
+    router: RouteTraffic  # its route and endpoint view (started with traders=0 and rate_per_s=0 for no load)
+    port: int = 0
+    _server: socket.socket | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    connections: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> RouteProxy:
+        server = socket.create_server(("127.0.0.1", self.port), backlog=512)
+        self._server, self.port = server, server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def _accept(self) -> None:
+        assert self._server is not None
+        while not self._stop.is_set():
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        chosen = self.router.pick()
+        if chosen is None:
+            client.close()
+            return
+        service, address = chosen
+        try:
+            upstream = socket.create_connection((address, self.router.port), timeout=3)
+        except OSError:
+            client.close()
+            return
+        upstream.settimeout(None)
+        self.connections[service] += 1
+        threading.Thread(target=_pipe, args=(upstream, client), daemon=True).start()
+        _pipe(client, upstream)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._server is not None:
+            self._server.close()
+
+
+def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while chunk := src.recv(65536):
+            dst.sendall(chunk)
+    except OSError:
+        pass
+    finally:
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        src.close()
