@@ -54,6 +54,24 @@ spec:
     return path
 
 
+def wait_until_burning(sandbox: Sandbox, slo: Path, within_s: float = 90) -> dict[str, Any]:
+    """A precondition: poll the real `openbell slo gate` on `slo` until it pages (exit 1, outcome fail);
+    its JSON. An impossible objective burns from the first pushes, but the gate rightly does not page on a
+    few events or a young history ("too little traffic to page on"), so a test about a platform already
+    burning first waits for the gate to say so. Fails the test when it has not within `within_s`."""
+    deadline = time.monotonic() + within_s
+    while True:
+        done = openbell("slo", "gate", str(slo), "--severity", "page", "--output", "json",
+                        "--prometheus", sandbox.endpoints["prometheus_url"], timeout_s=60)
+        verdict = json.loads(done.stdout) if done.stdout.strip().startswith("{") else {}
+        if done.returncode == 1 and verdict.get("outcome") == "fail":
+            return dict(verdict)
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{slo.name} still does not page after {within_s:g} s (exit {done.returncode}): "
+                                 f"{verdict.get('reasons') or done.stderr[-1000:]}")
+        time.sleep(2)
+
+
 @dataclass
 class Sandbox:
     """A running sandbox: its home and the endpoints `sandbox status --output json` reports."""

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import pytest
 
 from tests.scenario.fleet import Fleet
-from tests.scenario.platform_client import OPENBELL, Sandbox, impossible_slo, openbell
+from tests.scenario.platform_client import OPENBELL, Sandbox, impossible_slo, openbell, wait_until_burning
 
 pytestmark = pytest.mark.sandbox
 
@@ -131,7 +131,7 @@ def span_names(bodies: list[bytes]) -> list[str]:
 def test_a_fleet_already_burning_refuses_the_rollout_as_unhealthy_and_changes_nothing(
         sandbox: Sandbox, fleet: Fleet, tmp_path: Path) -> None:
     slo = impossible_slo(tmp_path / "slo" / "push-in-a-millisecond.yaml")
-    time.sleep(5)  # the traders' pushes reach a scrape
+    wait_until_burning(sandbox, slo)  # the traders' pushes, enough of them to page on
     junit = tmp_path / "canary.xml"
     code, data, stderr = canary(sandbox, "run", "gateway", "--version", "never-started", "--slo", str(slo.parent),
                                 "--junit", str(junit), timeout_s=120)

@@ -22,7 +22,7 @@ import yaml
 from tests import chromium
 from tests.scenario.conftest import CALIBRATION
 from tests.scenario.fleet import Fleet
-from tests.scenario.platform_client import Sandbox, impossible_slo, openbell
+from tests.scenario.platform_client import Sandbox, impossible_slo, openbell, wait_until_burning
 
 # A gameday takes minutes (the default plan's load alone is 3), and the first one waits for the calibration.
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(600)]
@@ -181,7 +181,7 @@ def test_a_platform_burning_before_the_gameday_ends_it_at_once_saying_what_burns
     traders = Fleet(sandbox.endpoints["websocket_url"], sandbox.endpoints["market_url"], sandbox.symbols(30),
                     traders=4).start()
     try:
-        time.sleep(10)
+        wait_until_burning(sandbox, slo)
         started = time.monotonic()
         code, doc, err = finish(gameday(sandbox, path, report), timeout_s=120)
     finally:

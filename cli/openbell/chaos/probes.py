@@ -239,23 +239,34 @@ def gateways_consuming(home: str | None = None, within_s: float = 20.0, records:
 
 
 def kafka_health(home: str | None = None, groups: list[str] | None = None, max_lag_records: int = 500,
-                 within_s: float = 0.0, include_gateways: bool = True, timeout_s: float = 3.0) -> dict[str, Any]:
+                 within_s: float = 0.0, include_gateways: bool = True, timeout_s: float = 3.0,
+                 max_lag_s: float | None = None) -> dict[str, Any]:
     """Kafka as its consumers see it: partitions without a leader, under-replicated partitions, the committed
     lag of each consumer group (default: the enricher's) and each gateway's own fetch lag (the gateways read
-    without a group), in records. `ok` when every partition has a leader and every lag is within
-    `max_lag_records`. With `within_s`, polls until ok or that long has passed: "lag recovers under the bound
-    within the stated time" is `within_s` and `max_lag_records`."""
+    without a group), in records, and the enricher's own lag in seconds (its worst partition). `ok` when every
+    partition has a leader, every lag is within `max_lag_records` and, with `max_lag_s`, the enricher reports
+    a lag within `max_lag_s` (no answer, or no partition assigned, is not ok). With `within_s`, polls until ok
+    or that long has passed: "lag recovers under the bound within the stated time" is `within_s` and the bounds.
+
+    Records alone cannot say "recovered" after an outage: just after a broker restart nothing new has been
+    appended (the producers' backlog is still queued) and the group's commits are where they were, so the
+    committed lag reads a few records while the consumer has not yet rejoined its group and is seconds
+    behind. The enricher's time lag counts that (its partitions lost or unfetched), so `max_lag_s` is what
+    makes the probe mean "the consumer is back at the head"."""
     ep = target.endpoints(home)
     started = time.monotonic()
     while True:
         snapshot = _kafka_snapshot(ep, groups if groups is not None else ["enricher"], include_gateways,
                                    timeout_s)
         lags = [g["lag_records"] for g in snapshot["groups"].values()] + list(snapshot["gateways"].values())
+        lag_s = snapshot["enricher_lag_s"]
         good = (snapshot["error"] is None and not snapshot["leaderless"]
-                and all(lag is not None and lag <= max_lag_records for lag in lags))
+                and all(lag is not None and lag <= max_lag_records for lag in lags)
+                and (max_lag_s is None or (lag_s is not None and lag_s <= max_lag_s)))
         waited = time.monotonic() - started
         if good or waited >= within_s:
-            return {"ok": good, "waited_s": round(waited, 3), "max_lag_records": max_lag_records, **snapshot}
+            return {"ok": good, "waited_s": round(waited, 3), "max_lag_records": max_lag_records,
+                    "max_lag_s": max_lag_s, **snapshot}
         time.sleep(0.5)
 
 
