@@ -1,6 +1,7 @@
 """The Kubernetes suite against a real control plane: the local cluster (openbell.localkube: kube-apiserver,
-controller-manager, scheduler, etcd, KWOK nodes, the operators' upstream CRDs) started for the session, or left
-running if it already was. Never $KUBECONFIG: a developer's own cluster is not a test fixture.
+controller-manager, scheduler, etcd, KWOK nodes, the operators' upstream CRDs) started for this package's tests
+and stopped after them, or left running if it already was. Never $KUBECONFIG: a developer's own cluster is not
+a test fixture.
 
 The gateway pods are KWOK pods served by the real gateway binary at each pod's IP (openbell.localkube.pods,
 named as the kubelet stand-in it is), scraped by a real Prometheus (file discovery from the stand-in:
@@ -84,8 +85,10 @@ class Kube:
         self.wait(f"namespace {namespace} to be deleted", gone, 120)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def kube() -> Iterator[Kube]:
+    """The cluster for this package's tests; stopped after them when they started it (the sandbox scenarios
+    that follow get the machine's cores back)."""
     if os.geteuid() != 0:
         pytest.fail("the Kubernetes suite needs root (the local cluster's network namespace)")
     layout = cluster.Layout.default()

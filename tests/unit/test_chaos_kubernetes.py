@@ -17,9 +17,7 @@ import copy
 import importlib
 import inspect
 import json
-import os
 import re
-import stat
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -342,22 +340,7 @@ def test_the_safeguard_accepts_its_arguments() -> None:
 # === Chaos Toolkit's own validation ========================================================================
 
 
-@pytest.fixture
-def kubectl_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """chaoslib checks a process activity's executable exists: a stub `kubectl` when the machine has none."""
-    import shutil
-
-    if shutil.which("kubectl"):
-        return
-    stub = tmp_path / "bin" / "kubectl"
-    stub.parent.mkdir()
-    stub.write_text("#!/bin/sh\necho 'stub kubectl: not for running experiments' >&2\nexit 1\n")
-    stub.chmod(stub.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("PATH", f"{stub.parent}{os.pathsep}{os.environ.get('PATH', '')}")
-
-
 @pytest.mark.parametrize("path", FILES, ids=IDS)
-@pytest.mark.usefixtures("kubectl_on_path")
 def test_chaostoolkit_lib_validates_the_experiment(path: Path) -> None:
     pytest.importorskip("chaoslib", reason="chaostoolkit-lib is not installed")
     pytest.importorskip("chaosk8s", reason="chaostoolkit-kubernetes is not installed")
@@ -457,6 +440,13 @@ def test_selectors_and_names_match_what_infra_declares(plan: Any) -> None:
             if "pod_label_selector" in args:
                 selector = selector_dict(args["pod_label_selector"])
                 assert matches_a_pod(plan, str(ns), selector), f"{path.name} {name!r}: {selector} in {ns}"
+            if module == "openbell.chaos.nodes" and func == "drain_nodes":
+                assert set(args["namespaces"]) <= namespaces(plan), f"{path.name} {name!r}: {args['namespaces']}"
+                if args.get("hosting"):
+                    selector = selector_dict(args["hosting"])
+                    assert any(matches_a_pod(plan, n, selector) for n in args["namespaces"]), \
+                        f"{path.name} {name!r}: no pod {selector} in {args['namespaces']}"
+                    seen.add(f"{args['namespaces'][0]}/{args['hosting']}")
             if module.startswith("chaosk8s.deployment."):
                 _find(plan, "Deployment", args["name"], args["ns"])
             if func in ("get_custom_object", "create_custom_object", "list_custom_objects", "delete_network_fault",
@@ -473,7 +463,7 @@ def test_selectors_and_names_match_what_infra_declares(plan: Any) -> None:
 
 
 def test_node_selectors_match_the_karpenter_pools(plan: Any) -> None:
-    from infra import kube
+    from infra import apps, kafka, kube, postgres
 
     pools = {o["metadata"]["name"]: o for o in _objects(plan) if o["kind"] == "NodePool"}
     gateway = pools["gateway"]["spec"]["template"]
@@ -481,52 +471,57 @@ def test_node_selectors_match_the_karpenter_pools(plan: Any) -> None:
     zones = set(requirements[kube.ZONE]["values"])
 
     spot = load(EXPERIMENTS / "karpenter-spot-interruption.yaml")
-    (interrupt,) = calls_to(spot, "chaosk8s.node.actions", "delete_nodes", "method")
-    selector = selector_dict(interrupt["label_selector"])
-    assert selector == {kube.POOL_LABEL: "gateway", kube.CAPACITY_TYPE: "spot"}
+    (interrupt,) = calls_to(spot, "openbell.chaos.nodes", "drain_nodes", "method")
+    assert selector_dict(interrupt["label_selector"]) == {kube.POOL_LABEL: "gateway", kube.CAPACITY_TYPE: "spot"}
     assert gateway["metadata"]["labels"][kube.POOL_LABEL] == "gateway"
     assert "spot" in requirements[kube.CAPACITY_TYPE]["values"], "the gateway pool runs spot capacity"
     assert interrupt["count"] == 1, "one node at a time"
-    for args in (calls_to(spot, "chaosk8s.node.actions", "uncordon_node")
-                 + calls_to(spot, "chaosk8s.node.probes", "all_nodes_must_be_ready_to_schedule")):
+    assert interrupt["evict"] is True, "Karpenter drains through the Eviction API: the gateway's PDB is honoured"
+    assert interrupt["namespaces"] == [apps.NAMESPACE]
+    assert selector_dict(interrupt["hosting"]) == {"app.kubernetes.io/name": "gateway", apps.ROLE: "stable"}
+    for where in ("method", "rollbacks"):
+        (restore,) = calls_to(spot, "openbell.chaos.nodes", "restore_nodes", where)
+        assert selector_dict(restore["label_selector"]) == {kube.POOL_LABEL: "gateway"}
+    for args in calls_to(spot, "openbell.chaos.nodes", "nodes_schedulable"):
         assert selector_dict(args["label_selector"]) == {kube.POOL_LABEL: "gateway"}
 
     zone_doc = load(EXPERIMENTS / "zone-loss.yaml")
     assert config_default(zone_doc, "zone") in zones, "the default zone is one the stack runs in"
-    for func in ("cordon_node", "uncordon_node"):
-        (args,) = calls_to(zone_doc, "chaosk8s.node.actions", func)
-        assert selector_dict(args["label_selector"]) == {kube.ZONE: "${zone}"}
-    (drain,) = [a for w, a in sections(zone_doc) if (a.get("provider") or {}).get("path") == "kubectl"]
-    argv = drain["provider"]["arguments"]
-    assert argv[0] == "drain" and f"--selector={kube.ZONE}=${{zone}}" in argv
-    assert {"--ignore-daemonsets", "--delete-emptydir-data"} <= set(argv)
-    assert drain["provider"]["timeout"] > int(next(a for a in argv if a.startswith("--timeout="))[10:-1])
+    (drain,) = calls_to(zone_doc, "openbell.chaos.nodes", "drain_nodes", "method")
+    (restore,) = calls_to(zone_doc, "openbell.chaos.nodes", "restore_nodes", "rollbacks")
+    assert selector_dict(drain["label_selector"]) == selector_dict(restore["label_selector"]) == {kube.ZONE: "${zone}"}
+    # The platform's tiers go dark with the zone; the observer (Prometheus, in monitoring) is spared.
+    assert set(drain["namespaces"]) == {apps.NAMESPACE, kafka.NAMESPACE, postgres.NAMESPACE}
+    assert kube.NAMESPACES["monitoring"] not in drain["namespaces"]
+    assert drain["evict"] is False and drain["grace_period_s"] == 0, "a zone going dark asks no PDB"
+    assert not [a for _, a in sections(zone_doc) if (a.get("provider") or {}).get("type") == "process"], \
+        "no kubectl: it would act on the kubeconfig's current context, not the one the allow-list checked"
 
 
-def test_zone_loss_nodepool_patches_undo_exactly_what_they_add(plan: Any) -> None:
-    """The method appends a zone NotIn requirement to each NodePool; the rollback's `test` op must point at the
-    index it lands on (after infra's requirements) and the patched NodePool must still be a valid NodePool."""
+def test_zone_loss_nodepool_changes_are_undone_exactly_and_idempotently(plan: Any) -> None:
+    """The method adds one zone NotIn requirement to each NodePool; the rollback removes exactly that one, and
+    has nothing to do (rather than failing) when the method never ran. The NodePool stays valid."""
     from infra import validate
+    from openbell.chaos import capacity
 
     doc = load(EXPERIMENTS / "zone-loss.yaml")
     zone = config_default(doc, "zone")
-    adds = calls_to(doc, "chaosk8s.crd.actions", "patch_cluster_custom_object", "method")
-    removes = calls_to(doc, "chaosk8s.crd.actions", "patch_cluster_custom_object", "rollbacks")
-    assert sorted(a["name"] for a in adds) == sorted(r["name"] for r in removes) == ["data", "gateway"]
-    for add in adds:
-        pool = copy.deepcopy(_find(plan, "NodePool", add["name"]))
-        (op,) = add["resource"]
-        assert (op["op"], op["path"]) == ("add", "/spec/template/spec/requirements/-")
-        requirement = json.loads(resolve(doc, json.dumps(op["value"])))
-        index = len(pool["spec"]["template"]["spec"]["requirements"])
-        pool["spec"]["template"]["spec"]["requirements"].append(requirement)
+    (avoid,) = calls_to(doc, "openbell.chaos.capacity", "avoid_zone", "method")
+    (allow,) = calls_to(doc, "openbell.chaos.capacity", "allow_zone", "rollbacks")
+    assert sorted(avoid["nodepools"]) == sorted(allow["nodepools"]) == ["data", "gateway"]
+    assert avoid["zone"] == allow["zone"] == "${zone}"
+    for name in avoid["nodepools"]:
+        pool = copy.deepcopy(_find(plan, "NodePool", name))
+        original = capacity.requirements_of(pool)
+        assert capacity.allowed(original, zone) is None, "nothing to undo before the method"
+        avoided = capacity.avoided(original, zone)
+        assert avoided is not None and avoided[-1] == {"key": "topology.kubernetes.io/zone", "operator": "NotIn",
+                                                       "values": [zone]}
+        assert capacity.avoided(avoided, zone) is None, "idempotent"
+        assert capacity.allowed(avoided, zone) == original
+        pool["spec"]["template"]["spec"]["requirements"] = avoided
         status, _, errors = validate.validate_object(pool)
         assert status == "ok", errors
-        (remove,) = [r for r in removes if r["name"] == add["name"]]
-        test_op, remove_op = remove["resource"]
-        assert test_op == {"op": "test", "path": f"/spec/template/spec/requirements/{index}", "value": op["value"]}
-        assert remove_op == {"op": "remove", "path": f"/spec/template/spec/requirements/{index}"}
-        assert requirement == {"key": "topology.kubernetes.io/zone", "operator": "NotIn", "values": [zone]}
 
 
 def _exported_kafka_metrics() -> set[str]:
@@ -699,18 +694,26 @@ def test_rollbacks_undo_what_the_method_does(path: Path) -> None:
         "create_custom_object": lambda a: ("chaosk8s.chaosmesh.network.actions", "delete_network_fault",
                                            {"name": a["resource"]["metadata"]["name"], "ns": a["ns"]}),
         "cordon_node": lambda a: ("chaosk8s.node.actions", "uncordon_node", {"label_selector": a["label_selector"]}),
+        "avoid_zone": lambda a: ("openbell.chaos.capacity", "allow_zone", a),
     }
     for _module, func, args in method:
         if func in undone:
             assert undone[func](args) in rollbacks, f"{func} in the method is not undone by the rollbacks"
+        if func == "drain_nodes":
+            # restore_nodes uncordons what drain_nodes marked, among nodes the drain's selector (or a wider one
+            # of its terms) matches.
+            drained = selector_dict(args["label_selector"]).items()
+            assert any(m == "openbell.chaos.nodes" and f == "restore_nodes"
+                       and selector_dict(a["label_selector"]).items() <= drained for m, f, a in rollbacks), \
+                "drain_nodes in the method is not undone by the rollbacks"
         if func in ("terminate_pods", "delete_nodes"):
             # A deleted pod or node comes back through its controller (ReplicaSet, StrimziPodSet, CloudNativePG,
             # Karpenter): the rollbacks wait for it, bounded, and record whether it did.
             assert rollbacks, "the rollbacks wait for the controller to restore what was deleted"
         if func == "terminate_pods":
             assert args.get("qty") == 1 and not args.get("all"), "one pod at a time"
-    if any(p.get("path") == "kubectl" for _, a in sections(doc) for p in [a.get("provider") or {}]):
-        assert ("chaosk8s.node.actions", "uncordon_node") in {(m, f) for m, f, _ in rollbacks}
+    assert not any(f == "delete_nodes" for _, f, _ in method), \
+        "a deleted Node only comes back where Karpenter's finalizer replaces it: nothing restores it"
 
 
 # === why the node experiments do not use chaosk8s' drain_nodes ============================================
@@ -719,8 +722,8 @@ def test_rollbacks_undo_what_the_method_does(path: Path) -> None:
 def test_chaosk8s_drain_nodes_still_fails_on_pods_without_volumes() -> None:
     """The gateway's pods have no volumes (no service-account token, no emptyDir): spec.volumes is None, and
     chaostoolkit-kubernetes 0.39.0's drain_nodes dies on it with a TypeError after cordoning the node. The
-    Karpenter and zone-loss experiments work around it (Karpenter's own drain through a node deletion, and
-    `kubectl drain`); when this starts passing, drain_nodes can be used again."""
+    spot-interruption and zone-loss experiments drain with openbell.chaos.nodes instead (which also keeps to
+    the namespaces it is given and restores only what it cordoned)."""
     pytest.importorskip("chaosk8s", reason="chaostoolkit-kubernetes is not installed")
     from chaosk8s.node import actions
 
@@ -742,3 +745,227 @@ def test_chaosk8s_drain_nodes_still_fails_on_pods_without_volumes() -> None:
                             pod_label_selector="app.kubernetes.io/name=gateway", pod_namespace="openbell")
     api.patch_node.assert_called()  # it had cordoned the node already
     api.create_namespaced_pod_eviction.assert_not_called()
+
+
+# === openbell.chaos.nodes: drain what is named, restore only what it cordoned ============================
+
+
+def _node(name: str, cordoned: bool = False, ours: bool = False, ready: bool = True) -> dict[str, Any]:
+    labels = {"openbell.dev/pool": "gateway"} | ({"chaos.openbell.dev/cordoned": "true"} if ours else {})
+    return {"metadata": {"name": name, "labels": labels}, "spec": {"unschedulable": True} if cordoned else {},
+            "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+
+
+def _pod(name: str, node: str, ns: str = "openbell", owner: str = "ReplicaSet", **meta: Any) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": ns, "uid": f"uid-{name}",
+                         "ownerReferences": [{"kind": owner, "name": "x", "controller": True}], **meta},
+            "spec": {"nodeName": node}, "status": {"phase": "Running"}}
+
+
+def test_restore_uncordons_only_the_nodes_the_drain_cordoned() -> None:
+    from openbell.chaos import nodes
+
+    fresh, foreign = _node("a"), _node("b", cordoned=True)
+    assert nodes.cordon_patch(fresh) == {"metadata": {"labels": {nodes.MARK_LABEL: "true"}},
+                                         "spec": {"unschedulable": True}}
+    assert nodes.cordon_patch(foreign) is None, "cordoned by someone else: left unmarked"
+    assert nodes.restore_patch(foreign) is None, "so the rollback leaves it cordoned"
+    ours = _node("a", cordoned=True, ours=True)
+    assert nodes.restore_patch(ours) == {"metadata": {"labels": {nodes.MARK_LABEL: None}},
+                                         "spec": {"unschedulable": False}}
+    assert nodes.restore_patch(fresh) is None, "idempotent: nothing to restore"
+
+
+def test_a_drain_takes_the_pods_of_its_nodes_but_not_daemonsets_or_static_pods() -> None:
+    from openbell.chaos import nodes
+
+    pods = [_pod("g1", "a"), _pod("g2", "b"), _pod("ds", "a", owner="DaemonSet"),
+            _pod("static", "a", annotations={"kubernetes.io/config.mirror": "x"})]
+    assert [p["metadata"]["name"] for p in nodes.drain_candidates(pods, {"a"})] == ["g1"]
+    all_nodes = [_node("a"), _node("b"), _node("c")]
+    assert [n["metadata"]["name"] for n in nodes.hosting_nodes(all_nodes, pods[:2])] == ["a", "b"]
+    picked = nodes.pick(all_nodes, 2)
+    assert len(picked) == 2 and len({n["metadata"]["name"] for n in picked}) == 2, "distinct nodes"
+    assert nodes.pick(all_nodes, None) == all_nodes
+
+
+class _FakeCore:
+    """CoreV1Api as drain_nodes uses it: one PDB refusal, then the eviction goes through and the pod is gone."""
+
+    def __init__(self) -> None:
+        from kubernetes import client
+
+        self.client = client
+        self.nodes = [client.V1Node(metadata=client.V1ObjectMeta(name="spot-a", labels={"pool": "gateway"}),
+                                    spec=client.V1NodeSpec())]
+        self.pods = {"openbell": [client.V1Pod(
+            metadata=client.V1ObjectMeta(name="gateway-1", namespace="openbell", uid="u1", owner_references=[
+                client.V1OwnerReference(api_version="apps/v1", kind="ReplicaSet", name="gateway-x", uid="r",
+                                        controller=True)]),
+            spec=client.V1PodSpec(node_name="spot-a", containers=[client.V1Container(name="gateway")]))]}
+        self.listed: list[str] = []
+        self.patched: list[tuple[str, Any]] = []
+        self.evictions = 0
+
+    def list_node(self, label_selector: str = "") -> Any:
+        return self.client.V1NodeList(items=self.nodes)
+
+    def list_namespaced_pod(self, namespace: str, label_selector: str = "") -> Any:
+        self.listed.append(namespace)
+        return self.client.V1PodList(items=self.pods.get(namespace, []))
+
+    def patch_node(self, name: str, body: Any) -> None:
+        self.patched.append((name, body))
+
+    def create_namespaced_pod_eviction(self, name: str, namespace: str, body: Any) -> None:
+        from kubernetes.client.rest import ApiException
+
+        self.evictions += 1
+        if self.evictions == 1:
+            raise ApiException(status=429, reason="Too Many Requests")
+        self.pods[namespace] = []
+
+    def read_namespaced_pod(self, name: str, namespace: str) -> Any:
+        from kubernetes.client.rest import ApiException
+
+        for pod in self.pods.get(namespace, []):
+            if pod.metadata.name == name:
+                return pod
+        raise ApiException(status=404, reason="Not Found")
+
+
+def test_drain_nodes_evicts_through_the_api_retries_a_pdb_refusal_and_keeps_to_its_namespaces() -> None:
+    from kubernetes import client
+    from openbell.chaos import nodes
+
+    fake = _FakeCore()
+    with mock.patch.object(nodes, "_core", return_value=(fake, client.ApiClient())), \
+            mock.patch.object(nodes.time, "sleep"):
+        out = nodes.drain_nodes("pool=gateway", ["openbell"], hosting="app=gateway", count=1, timeout_s=30)
+    assert out["nodes"] == ["spot-a"] and out["cordoned"] == ["spot-a"]
+    assert [d["pod"] for d in out["drained"]] == ["gateway-1"]
+    assert fake.evictions == 2, "the PDB's 429 was retried"
+    assert set(fake.listed) == {"openbell"}, "no other namespace is read, let alone drained"
+    assert fake.patched == [("spot-a", {"metadata": {"labels": {nodes.MARK_LABEL: "true"}},
+                                        "spec": {"unschedulable": True}})]
+
+
+def test_drain_nodes_refuses_a_selector_that_matches_nothing() -> None:
+    from kubernetes import client
+    from openbell.chaos import nodes
+
+    fake = _FakeCore()
+    fake.nodes = []
+    with mock.patch.object(nodes, "_core", return_value=(fake, client.ApiClient())), \
+            pytest.raises(nodes.NodeFaultError, match="no node matches"):
+        nodes.drain_nodes("pool=gateway,karpenter.sh/capacity-type=spot", ["openbell"])
+    fake = _FakeCore()
+    with mock.patch.object(nodes, "_core", return_value=(fake, client.ApiClient())), \
+            pytest.raises(nodes.NodeFaultError, match="hosts a pod"):
+        nodes.drain_nodes("pool=gateway", ["kafka"], hosting="app=gateway")
+    assert fake.patched == [], "nothing cordoned"
+
+
+def test_nodes_schedulable_fails_a_cordoned_node_that_chaosk8s_ready_to_schedule_passes() -> None:
+    pytest.importorskip("chaosk8s", reason="chaostoolkit-kubernetes is not installed")
+    from chaosk8s.node import probes as k8s_probes
+
+    from kubernetes import client
+    from openbell.chaos import nodes
+
+    cordoned = client.V1Node(metadata=client.V1ObjectMeta(name="spot-a"), spec=client.V1NodeSpec(unschedulable=True),
+                             status=client.V1NodeStatus(conditions=[client.V1NodeCondition(type="Ready",
+                                                                                           status="True")]))
+    api = mock.MagicMock()
+    api.list_node.return_value = client.V1NodeList(items=[cordoned])
+    with mock.patch.object(k8s_probes.client, "CoreV1Api", return_value=api), \
+            mock.patch.object(k8s_probes, "create_k8s_api_client"):
+        assert k8s_probes.all_nodes_must_be_ready_to_schedule(label_selector="pool=gateway") is True
+    with mock.patch.object(nodes, "_core", return_value=(api, client.ApiClient())):
+        answer = nodes.nodes_schedulable("pool=gateway")
+    assert answer["ok"] is False and answer["nodes"] == {"spot-a": {"ready": True, "cordoned": True}}
+
+
+# === the pre-flight: what the cluster must have before anything runs ======================================
+
+
+def test_preflight_reads_the_custom_resources_each_experiment_acts_on() -> None:
+    from openbell.chaos import preflight
+
+    def wanted(name: str) -> set[str]:
+        return {n.describe().split(" (")[0] for n in preflight.needed(load(EXPERIMENTS / f"{name}.yaml"))}
+
+    assert wanted("kafka-broker-loss") == {"kafkas.kafka.strimzi.io/v1beta2",
+                                           "kafkas.kafka.strimzi.io/v1beta2 'openbell' in namespace kafka"}
+    assert wanted("postgres-primary-failover") == {
+        "clusters.postgresql.cnpg.io/v1", "clusters.postgresql.cnpg.io/v1 'openbell' in namespace postgres"}
+    assert wanted("zone-loss") == {"nodepools.karpenter.sh/v1", "nodepools.karpenter.sh/v1 'gateway'",
+                                   "nodepools.karpenter.sh/v1 'data'"}
+    assert wanted("gateway-kafka-latency") >= {"networkchaos.chaos-mesh.org/v1alpha1"}
+    assert wanted("gateway-pod-loss") == set()
+
+
+def test_preflight_names_a_missing_operator_and_a_missing_object_in_one_line() -> None:
+    from kubernetes.client.rest import ApiException
+
+    from kubernetes import client
+    from openbell.chaos import preflight
+
+    custom = mock.MagicMock()
+
+    def resources(group: str, version: str) -> Any:
+        if group == "kafka.strimzi.io":
+            raise ApiException(status=404, reason="Not Found")
+        return client.V1APIResourceList(group_version=f"{group}/{version}", resources=[
+            client.V1APIResource(name="clusters", kind="Cluster", namespaced=True, singular_name="cluster",
+                                 verbs=["get"])])
+
+    custom.get_api_resources.side_effect = resources
+    custom.get_namespaced_custom_object.side_effect = ApiException(status=404, reason="Not Found")
+    wanted = (preflight.needed(load(EXPERIMENTS / "kafka-broker-loss.yaml"))
+              + preflight.needed(load(EXPERIMENTS / "postgres-primary-failover.yaml")))
+    with mock.patch.object(client, "CustomObjectsApi", return_value=custom):
+        absent = preflight.missing(wanted, object())
+    line = preflight.message("x", "openbell-local", absent)
+    assert "\n" not in line
+    assert "kafkas.kafka.strimzi.io/v1beta2 (Strimzi is not installed), needed by kafka-resource-ready" in line
+    assert ("clusters.postgresql.cnpg.io/v1 'openbell' in namespace postgres (no such CloudNativePG object), "
+            "needed by cluster-healthy, primary-before, primary-after") in line
+    assert line.endswith("Nothing was run.")
+    # An object of a kind that is not served is not asked for: the missing operator says it all.
+    asked = [c.args for c in custom.get_namespaced_custom_object.call_args_list]
+    assert asked == [("postgresql.cnpg.io", "v1", "postgres", "clusters", "openbell")]
+
+
+def test_the_allow_list_sees_every_namespace_a_drain_touches() -> None:
+    from openbell.chaos import allowlist
+
+    assert allowlist.experiment_namespaces(load(EXPERIMENTS / "zone-loss.yaml")) >= {"openbell", "kafka", "postgres"}
+    assert allowlist.experiment_namespaces(load(EXPERIMENTS / "karpenter-spot-interruption.yaml")) == {"openbell"}
+
+
+def test_the_run_acts_on_the_context_the_allow_list_allowed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Without --context, chaostoolkit-kubernetes would follow the kubeconfig's current context wherever it points
+    during the run: the context that was allowed is handed to it ($KUBERNETES_CONTEXT)."""
+    from typer.testing import CliRunner
+
+    from openbell.chaos import allowlist, preflight, runner
+    from openbell.commands import chaos as command
+    from openbell.commands.app import app
+    from openbell.slo.verdict import Verdict
+
+    seen: dict[str, Any] = {}
+
+    def run(found: Any, options: Any, *_: Any) -> Any:
+        seen["env"] = runner.chaos_env(options)
+        return runner.RunResult(found, Verdict("pass", ("ok",)), 0, options.journal_path, tmp_path / "log", None)
+
+    monkeypatch.setattr(allowlist, "load", lambda: [allowlist.Rule("openbell-local", ("*",), ("*",))])
+    monkeypatch.setattr(allowlist, "current_context", lambda *_: ("openbell-local", "openbell"))
+    monkeypatch.setattr(preflight, "check", lambda *_: None)
+    monkeypatch.setattr(command, "_reachable", lambda _: None)
+    monkeypatch.setattr(runner, "run", run)
+    result = CliRunner().invoke(app, ["chaos", "run", "gateway-pod-loss", "--target", "kubernetes",
+                                      "--prometheus", "http://127.0.0.1:1", "--output", "json"])
+    assert result.exit_code == 0, result.output
+    assert seen["env"]["KUBERNETES_CONTEXT"] == "openbell-local"

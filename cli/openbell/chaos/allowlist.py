@@ -2,8 +2,8 @@
 
 `openbell chaos run --target kubernetes` is refused unless one entry of the allow-list names the kube context
 (exactly), the experiment, and every namespace the run touches: the current one (--namespace, else the
-context's) and each one the experiment's activities name (their `ns` or `namespace` arguments). The file
-is `$OPENBELL_CHAOS_ALLOW`, else `$XDG_CONFIG_HOME/openbell/chaos-allow.yaml` (default
+context's) and each one the experiment's activities name (`ns`, `namespace`, `pod_namespace`, `namespaces`).
+The file is `$OPENBELL_CHAOS_ALLOW`, else `$XDG_CONFIG_HOME/openbell/chaos-allow.yaml` (default
 `~/.config/openbell/chaos-allow.yaml`):
 
     allow:
@@ -98,18 +98,24 @@ def check(rules: list[Rule], experiment: str, context: str, namespaces: set[str]
 
 
 def experiment_namespaces(document: dict[str, Any]) -> set[str]:
-    """The namespaces an experiment's activities name literally (`ns` / `namespace` arguments), tolerances and
-    rollbacks included; values substituted at run time (`${...}`) are not knowable here."""
+    """The namespaces an experiment's activities name literally (`ns`, `namespace`, `pod_namespace` arguments,
+    and each of a `namespaces` list, as openbell.chaos.nodes' drain takes), tolerances and rollbacks included;
+    values substituted at run time (`${...}`) are not knowable here."""
     found: set[str] = set()
+
+    def named(value: Any) -> None:
+        if isinstance(value, str) and value and "${" not in value:
+            found.add(value)
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
             arguments = node.get("arguments")
             if isinstance(arguments, dict):
-                for key in ("ns", "namespace"):
-                    value = arguments.get(key)
-                    if isinstance(value, str) and value and "${" not in value:
-                        found.add(value)
+                for key in ("ns", "namespace", "pod_namespace"):
+                    named(arguments.get(key))
+                listed = arguments.get("namespaces")
+                for value in listed if isinstance(listed, list) else []:
+                    named(value)
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):

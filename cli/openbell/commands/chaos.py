@@ -100,8 +100,9 @@ def run(
     Exit 0: the steady state held before and after. 1: it did not (also when it already failed before the
     method), the SLO safeguard refused to start or stopped the run (its figures are printed), an action or a
     rollback failed. 2: bad experiment (Chaos Toolkit's validation message), bad arguments, or a refused
-    kubernetes target. 3: the target, Prometheus or Chaos Toolkit unreachable. 130: interrupted (Ctrl-C runs the
-    rollbacks first).
+    kubernetes target. 3: the target, Prometheus or Chaos Toolkit unreachable, or the cluster lacks a custom
+    resource the experiment acts on (its operator's CRD, or the named object: nothing is run). 130: interrupted
+    (Ctrl-C runs the rollbacks first).
 
     --target kubernetes is refused unless one entry of an allow-list names the kube context, the experiment
     and every namespace the run touches (the current one and those its activities name). The list is
@@ -129,6 +130,14 @@ def run(
         context, ns = allowlist.current_context(kube_context, namespace)
         touched = {ns} | allowlist.experiment_namespaces(found.document)
         allowlist.check(rules, found.name, context, touched, str(allowlist.allow_file()))
+        from openbell.chaos import preflight
+
+        problem = preflight.check(found.name, found.document, context)
+        if problem:
+            raise UnreachableError(problem)
+        # The context the allow-list allowed is the one acted on, even if the kubeconfig's current context
+        # changes while the run goes on.
+        kube_context = context
         prometheus = prometheus or os.environ.get("OPENBELL_PROMETHEUS_URL")
         if not prometheus:
             raise UsageError("--target kubernetes: --prometheus URL (or $OPENBELL_PROMETHEUS_URL) is required")
