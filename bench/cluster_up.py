@@ -36,7 +36,7 @@ def rss_mib(layout: cluster.Layout) -> dict[str, float]:
 
 
 def deployment_available_s(kubeconfig: Path) -> float:
-    env = {"KUBECONFIG": str(kubeconfig), "PATH": "/usr/bin:/bin"}
+    env = {"KUBECONFIG": str(kubeconfig), "PATH": "/usr/bin:/bin", "HOME": str(Path.home())}  # kubectl caches there
     start = time.perf_counter()
     subprocess.run(["kubectl", "create", "deployment", "bench", "--image=nginx", "--replicas=4"], env=env,
                    check=True, capture_output=True)
