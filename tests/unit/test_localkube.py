@@ -93,3 +93,25 @@ def test_a_transcription_becomes_a_structural_crd() -> None:
             typed(node["items"])
 
     typed(schema)
+
+
+def test_operator_transcriptions_declare_every_field_their_branches_and_other_files_allow() -> None:
+    """Strimzi's storage is an if/then/else over another file's definitions; Altinity's keeper refers to the
+    installation's. A structural schema cannot choose a branch, but it must declare the branches' fields, or the
+    API server prunes them (and refuses them under fieldValidation=Strict); uniqueItems is not allowed there."""
+    import json
+
+    from openbell.localkube import transcribed
+
+    crds = {c["spec"]["names"]["kind"]: c for c in transcribed.crds(names=transcribed.OPERATOR_TRANSCRIPTIONS)}
+    assert set(crds) == {"Kafka", "KafkaNodePool", "KafkaTopic", "ClickHouseInstallation",
+                         "ClickHouseKeeperInstallation"}
+    pool = crds["KafkaNodePool"]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    storage = pool["properties"]["storage"]["properties"]
+    assert {"type", "volumes", "size", "class"} <= set(storage)
+    assert pool["properties"]["roles"].get("x-kubernetes-list-type") == "set"
+    keeper = crds["ClickHouseKeeperInstallation"]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    cluster = keeper["properties"]["spec"]["properties"]["configuration"]["properties"]["clusters"]["items"]
+    assert cluster["properties"]["name"]["type"] == "string"
+    assert "uniqueItems" not in json.dumps(crds) and "$ref" not in json.dumps(crds)
+    assert "k6" not in json.dumps([c["spec"]["group"] for c in crds.values()])

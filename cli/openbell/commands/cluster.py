@@ -32,6 +32,11 @@ def _print(ctx: typer.Context, output: Output | None, state: dict[str, Any]) -> 
 def up(
     ctx: typer.Context,
     timeout: float = typer.Option(120.0, "--timeout", min=5.0, help="Seconds to wait for the cluster to be ready."),
+    transcribed_crds: bool = typer.Option(
+        False, "--transcribed-crds",
+        help="Also install CRDs for Strimzi's and Altinity's kinds, made from infra/schemas transcriptions (their "
+             "own cannot be fetched here), so that `openbell infra up --stack local` can declare the whole "
+             "platform. Installed on a running cluster too."),
     output: Output | None = OUTPUT_OPTION,
 ) -> None:
     """Start the cluster (needs root and `make kube`); a running one is left as it is. Then
@@ -39,7 +44,8 @@ def up(
     from openbell.localkube import cluster
 
     quiet = resolve(ctx, output) is Output.json
-    state = cluster.up(timeout_s=timeout, progress=(lambda _m: None) if quiet else
+    state = cluster.up(timeout_s=timeout, transcribed_crds=transcribed_crds,
+                       progress=(lambda _m: None) if quiet else
                        (lambda m: console(stderr=True).print(f"cluster: {m}")))
     _print(ctx, output, state)
 

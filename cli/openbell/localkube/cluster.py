@@ -356,6 +356,28 @@ def _install_crds(api: Any, layout: Layout, progress: Callable[[str], None]) -> 
     return names
 
 
+def _install_operator_transcriptions(api: Any, progress: Callable[[str], None]) -> list[str]:
+    """Strimzi's and Altinity's kinds, made from infra/schemas transcriptions (annotated as such); idempotent."""
+    from kubernetes.client.rest import ApiException
+
+    from kubernetes import client
+    from openbell.localkube import transcribed
+
+    ext = client.ApiextensionsV1Api(api)
+    names = []
+    for doc in transcribed.crds(names=transcribed.OPERATOR_TRANSCRIPTIONS):
+        try:
+            ext.create_custom_resource_definition(body=doc, _preload_content=False)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise OpenbellError(f"cluster: the API server refused CRD {doc['metadata']['name']} made from"
+                                    f" {doc['metadata']['annotations']['openbell.dev/source']}: HTTP {exc.status}"
+                                    f" {_one_line(exc.body)}") from exc
+        names.append(doc["metadata"]["name"])
+    progress(f"{len(names)} CRDs for Strimzi and Altinity made from infra/schemas transcriptions installed")
+    return names
+
+
 def _one_line(text: Any) -> str:
     return " ".join(str(text).split())[:400]
 
@@ -448,8 +470,10 @@ def _tail(path: Path, lines: int = 5) -> str:
 
 
 def up(layout: Layout | None = None, timeout_s: float = 120.0,
-       progress: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
-    """Start the cluster (a running one is left as it is), install the CRDs and the nodes, wait until ready."""
+       progress: Callable[[str], None] = lambda _m: None, transcribed_crds: bool = False) -> dict[str, Any]:
+    """Start the cluster (a running one is left as it is), install the CRDs and the nodes, wait until ready.
+    `transcribed_crds`: also Strimzi's and Altinity's kinds, made from infra/schemas (installed on a running
+    cluster too)."""
     layout = layout or Layout.default()
     if os.geteuid() != 0:
         raise UsageError("cluster up: needs root (a network namespace and a route for the pod network)")
@@ -459,6 +483,9 @@ def up(layout: Layout | None = None, timeout_s: float = 120.0,
     current = status(layout)
     if current["running"]:
         progress(f"already running at {layout.server}")
+        if transcribed_crds:
+            _wait_established(_client(layout), _install_operator_transcriptions(_client(layout), progress), timeout_s)
+            current = status(layout)
         return current
     down(layout)
     started = time.monotonic()
@@ -486,6 +513,8 @@ def up(layout: Layout | None = None, timeout_s: float = 120.0,
         time.sleep(0.2)
     progress(f"API server ready at {layout.server} in {time.monotonic() - started:.1f}s")
     names = _install_crds(api, layout, progress)
+    if transcribed_crds:
+        names += _install_operator_transcriptions(api, progress)
     _create_nodes(api)
     _wait_established(api, names, max(5.0, deadline - time.monotonic()))
     _wait_nodes_ready(api, len(nodes()), max(5.0, deadline - time.monotonic()))

@@ -2,10 +2,12 @@
 transcriptions: k6-operator's TestRun (github.com/grafana/k6-operator is refused by the Go module proxy).
 
 A JSON Schema (2020-12, with $refs) becomes the structural OpenAPI v3 schema a CRD needs: local and
-_common.json $refs are inlined, `const` becomes a one-value enum, a `["T", "null"]` type becomes T with
-nullable, references to Kubernetes core types (kubernetes-validate's definitions) become objects whose fields
-are preserved unchecked, and what a structural schema cannot say (if/then, not, anyOf) is left to the offline
-check. `additionalProperties: false` is dropped: the API server prunes unknown fields, and refuses them under
+_common.json $refs and another transcription's $defs are inlined, `const` becomes a one-value enum, a
+`["T", "null"]` type becomes T with nullable, references to Kubernetes core types (kubernetes-validate's
+definitions) become objects whose fields are preserved unchecked, the fields of conditional branches
+(if/then/else, anyOf, oneOf) are declared, and what a structural schema cannot say (which branch applies, `not`,
+uniqueItems: a list of scalars becomes a set-type list instead) is left to the offline check.
+`additionalProperties: false` is dropped: the API server prunes unknown fields, and refuses them under
 fieldValidation=Strict. Every CRD made here carries the annotation openbell.dev/source naming its
 transcription, so nobody takes it for the operator's own.
 """
@@ -17,8 +19,15 @@ from pathlib import Path
 from typing import Any
 
 TRANSCRIPTIONS = ("k6-testrun-v1alpha1.json",)
+OPERATOR_TRANSCRIPTIONS = ("strimzi-kafka-v1beta2.json", "strimzi-kafkanodepool-v1beta2.json",
+                           "strimzi-kafkatopic-v1beta2.json", "altinity-clickhouseinstallation-v1.json",
+                           "altinity-clickhousekeeperinstallation-v1.json")
+"""Strimzi's and Altinity's kinds (their CRDs ship generated at release, in no module or jar served here): only with
+`openbell cluster up --transcribed-crds`, for `infra up --stack local`, which assumes the operators' CRDs are
+installed. Not by default: without them the cluster is one where Strimzi is not installed, as chaos's preflight
+tests need."""
 KEEP = ("type", "properties", "required", "items", "enum", "minimum", "maximum", "exclusiveMinimum",
-        "exclusiveMaximum", "minLength", "maxLength", "pattern", "minItems", "maxItems", "uniqueItems",
+        "exclusiveMaximum", "minLength", "maxLength", "pattern", "minItems", "maxItems",
         "minProperties", "maxProperties", "description", "default")
 
 
@@ -27,8 +36,8 @@ def schemas_dir() -> Path:
 
 
 class _Converter:
-    def __init__(self, defs: dict[str, Any], common: dict[str, Any]) -> None:
-        self.defs, self.common = defs, common
+    def __init__(self, defs: dict[str, Any], common: dict[str, Any], base: Path | None = None) -> None:
+        self.defs, self.common, self.base = defs, common, base
 
     def ref(self, ref: str) -> dict[str, Any]:
         where, _, pointer = ref.partition("#")
@@ -37,6 +46,9 @@ class _Converter:
             return self.convert(self.defs[name])
         if where == "_common.json":
             return self.convert(self.common[name])
+        if self.base is not None and (self.base / where).is_file():  # another transcription's definitions
+            defs = json.loads((self.base / where).read_text()).get("$defs", {})
+            return _Converter(defs, self.common, self.base).convert(defs[name])
         return {"type": "object", "x-kubernetes-preserve-unknown-fields": True}  # a Kubernetes core type
 
     def convert(self, node: Any) -> dict[str, Any]:
@@ -45,6 +57,13 @@ class _Converter:
         if "$ref" in node:
             return self.ref(str(node["$ref"]))
         out: dict[str, Any] = {k: v for k, v in node.items() if k in KEEP}
+        # A conditional shape (if/then/else, anyOf, oneOf, allOf) cannot be said structurally: its branches'
+        # fields are declared (so they are kept, not pruned), what each branch requires is left to the offline check.
+        branches = [node[k] for k in ("then", "else") if isinstance(node.get(k), dict)]
+        branches += [b for k in ("anyOf", "oneOf", "allOf") for b in node.get(k) or [] if isinstance(b, dict)]
+        for branch in branches:
+            for key, value in self.convert(branch).get("properties", {}).items():
+                out.setdefault("properties", {}).setdefault(key, value)
         if "const" in node:
             out["enum"] = [node["const"]]
         if isinstance(out.get("type"), list):
@@ -68,6 +87,8 @@ class _Converter:
         if "items" in out:
             out["items"] = self.convert(out["items"])
             out.setdefault("type", "array")
+            if node.get("uniqueItems") and out["items"].get("type") in ("string", "integer", "number", "boolean"):
+                out["x-kubernetes-list-type"] = "set"
         open_object = out.get("type") == "object" and "properties" not in out and "additionalProperties" not in out
         if "type" not in out or open_object:
             out["x-kubernetes-preserve-unknown-fields"] = True
@@ -82,7 +103,7 @@ def crd(path: Path) -> dict[str, Any]:
     group, _, version = props["apiVersion"]["const"].partition("/")
     kind = props["kind"]["const"]
     plural = kind.lower() + "s"
-    spec = _Converter(schema.get("$defs", {}), common).convert(props["spec"])
+    spec = _Converter(schema.get("$defs", {}), common, path.parent).convert(props["spec"])
     return {
         "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
         "metadata": {"name": f"{plural}.{group}",
@@ -97,6 +118,6 @@ def crd(path: Path) -> dict[str, Any]:
     }
 
 
-def crds(directory: Path | None = None) -> list[dict[str, Any]]:
+def crds(directory: Path | None = None, names: tuple[str, ...] = TRANSCRIPTIONS) -> list[dict[str, Any]]:
     base = directory or schemas_dir()
-    return [crd(base / name) for name in TRANSCRIPTIONS if (base / name).is_file()]
+    return [crd(base / name) for name in names if (base / name).is_file()]
