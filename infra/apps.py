@@ -331,6 +331,11 @@ def route_spec(cfg: PlatformConfig) -> Any:
 
 # openbell canary owns the weights between rollouts' steps: `pulumi up` leaves them as they are.
 ROUTE_IGNORE_CHANGES = ["spec.rules[*].backendRefs[*].weight"]
+# `spec.rules` is an atomic list: once the canary has patched the weights it co-owns the whole list, and every later
+# server-side apply of a changed route by the engine would fail on a field conflict (seen on a real API server).
+# The engine takes the list back by force; what it applies then carries the weights as last deployed, so a route
+# change must not land while a canary holds traffic: `openbell infra up` refuses that (openbell.infra.deploy).
+ROUTE_ANNOTATIONS = {"pulumi.com/patchForce": "true"}
 
 
 def envoy_proxy_spec(cfg: PlatformConfig) -> Any:
@@ -444,7 +449,8 @@ class Apps(pulumi.ComponentResource):
             f"{name}-edge-ns", metadata={"name": EDGE_NAMESPACE, "labels": {
                 **kube.labels("edge", EDGE_NAMESPACE), "pod-security.kubernetes.io/enforce": "baseline"}},
             opts=child(self, provider=provider))
-        self.envoy_gateway = k8s.helm.v3.Release(
+        # On an existing cluster Envoy Gateway (and the Gateway API CRDs) is the owner's.
+        self.envoy_gateway = None if cfg.existing else k8s.helm.v3.Release(
             f"{name}-envoy-gateway", name="envoy-gateway", chart=ENVOY_GATEWAY_CHART,
             version=ENVOY_GATEWAY_VERSION, namespace=EDGE_NAMESPACE, atomic=True, cleanup_on_fail=True,
             values={
@@ -457,7 +463,7 @@ class Apps(pulumi.ComponentResource):
                 "podDisruptionBudget": {"maxUnavailable": 1},
             },
             opts=child(self, provider=provider, depends_on=[edge_ns]))
-        after_crds = child(self, provider=provider, depends_on=[self.envoy_gateway, self.namespace])
+        after_crds = child(self, provider=provider, depends_on=kube.present(self.envoy_gateway, self.namespace))
         self.envoy_proxy = k8s.apiextensions.CustomResource(
             f"{name}-envoy-proxy", api_version="gateway.envoyproxy.io/v1alpha1", kind="EnvoyProxy",
             metadata={"name": GATEWAY_CLASS, "namespace": EDGE_NAMESPACE, "labels": kube.labels("edge")},
@@ -468,7 +474,7 @@ class Apps(pulumi.ComponentResource):
             spec={"controllerName": ENVOY_CONTROLLER,
                   "parametersRef": {"group": "gateway.envoyproxy.io", "kind": "EnvoyProxy",
                                     "name": GATEWAY_CLASS, "namespace": EDGE_NAMESPACE}},
-            opts=child(self, provider=provider, depends_on=[self.envoy_gateway, self.envoy_proxy]))
+            opts=child(self, provider=provider, depends_on=kube.present(self.envoy_gateway, self.envoy_proxy)))
         self.gateway = k8s.apiextensions.CustomResource(
             f"{name}-edge-gateway", api_version="gateway.networking.k8s.io/v1", kind="Gateway",
             metadata={"name": EDGE_GATEWAY, "namespace": NAMESPACE, "labels": kube.labels("edge")},
@@ -479,7 +485,8 @@ class Apps(pulumi.ComponentResource):
             opts=child(self, provider=provider, depends_on=[self.gateway_class, self.namespace]))
         self.route = k8s.apiextensions.CustomResource(
             f"{name}-route", api_version="gateway.networking.k8s.io/v1", kind="HTTPRoute",
-            metadata={"name": ROUTE, "namespace": NAMESPACE, "labels": kube.labels("gateway", "gateway")},
+            metadata={"name": ROUTE, "namespace": NAMESPACE, "labels": kube.labels("gateway", "gateway"),
+                      "annotations": ROUTE_ANNOTATIONS},
             spec=route_spec(cfg),
             opts=pulumi.ResourceOptions.merge(
                 child(self, provider=provider, depends_on=[self.gateway, *self.services.values()]),

@@ -133,7 +133,8 @@ class ClickHouse(pulumi.ComponentResource):
             metadata={"name": NAMESPACE, "labels": kube.labels("clickhouse")},
             opts=kube.child(self, provider=provider))
 
-        operator = k8s.helm.v3.Release(
+        # On an existing cluster Altinity's operator is the owner's.
+        operator = None if cfg.existing else k8s.helm.v3.Release(
             f"{name}-operator",
             k8s.helm.v3.ReleaseArgs(
                 name="clickhouse-operator",
@@ -202,7 +203,7 @@ class ClickHouse(pulumi.ComponentResource):
                     "volumeClaimTemplates": [volume_claim("keeper-data", KEEPER_STORAGE_GI)],
                 },
             },
-            opts=kube.child(self, provider=provider, depends_on=[operator]))
+            opts=kube.child(self, provider=provider, depends_on=kube.present(operator)))
 
         self.installation = k8s.apiextensions.CustomResource(
             f"{name}-installation",
@@ -260,7 +261,7 @@ class ClickHouse(pulumi.ComponentResource):
                     }],
                 },
             },
-            opts=kube.child(self, provider=provider, depends_on=[operator, keeper, users_secret]))
+            opts=kube.child(self, provider=provider, depends_on=kube.present(operator, keeper, users_secret)))
 
         self.keeper = keeper
         self.keeper_pdb = pdb(f"{INSTALLATION}-keeper", f"{name}-keeper-pdb", keeper_labels(), self, provider, [ns])

@@ -83,6 +83,45 @@ def kubeconfig(name: str, endpoint: str, ca_data: str, region: str) -> str:
     })
 
 
+def gp3_storage_class(resource_name: str, cfg: PlatformConfig, default: bool,
+                      opts: pulumi.ResourceOptions) -> k8s.storage.v1.StorageClass:
+    """StorageClass gp3: encrypted EBS gp3 volumes (the EBS CSI driver), bound where the pod lands."""
+    return k8s.storage.v1.StorageClass(
+        resource_name,
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=DEFAULT_STORAGE_CLASS, labels=kube.labels("storage", DEFAULT_STORAGE_CLASS),
+            annotations={"storageclass.kubernetes.io/is-default-class": "true" if default else "false"}),
+        provisioner="ebs.csi.aws.com",
+        parameters={"type": "gp3", "encrypted": "true", "fsType": "ext4"},
+        # A volume is created in the zone its pod is scheduled to, not in a random one.
+        volume_binding_mode="WaitForFirstConsumer",
+        allow_volume_expansion=True,
+        # prod keeps a released volume (a deleted PVC is not a deleted ledger); elsewhere it goes.
+        reclaim_policy="Retain" if cfg.prod else "Delete",
+        opts=opts)
+
+
+class ExistingCluster(pulumi.ComponentResource):
+    """target existing-cluster: a cluster someone else runs (EKS, or any cluster with the EBS CSI driver; the
+    local control plane in the tests), reached as kubectl reaches it: $KUBECONFIG (else ~/.kube/config) and
+    existingCluster.context (else the kubeconfig's current context). Neither is stored in the stack's state, so
+    a rotated token or a moved kubeconfig is not a change to the platform.
+
+    Declares only the gp3 StorageClass the data tier's volumes use (not the cluster's default class: that
+    choice is the owner's). Attributes as `Cluster` has them for the Kubernetes layer: `provider`,
+    `storage_class`, `azs`.
+    """
+
+    def __init__(self, name: str, cfg: PlatformConfig, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("openbell:infra:ExistingCluster", name, None, opts)
+        self.azs = list(cfg.network.azs)
+        self.provider = k8s.Provider(f"{name}-k8s", context=cfg.existing_cluster.context or None,
+                                     opts=child(self))
+        self.storage_class = DEFAULT_STORAGE_CLASS
+        gp3_storage_class(f"{name}-gp3", cfg, default=False, opts=child(self, provider=self.provider))
+        self.register_outputs({"context": cfg.existing_cluster.context})
+
+
 class Cluster(pulumi.ComponentResource):
     """EKS with a pinned version, access entries, KMS-encrypted secrets, control-plane logs, the OIDC
     provider, core add-ons, a managed node group for system pods and the default gp3 StorageClass.
@@ -183,19 +222,8 @@ class Cluster(pulumi.ComponentResource):
         self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=self.kubeconfig,
                                      opts=child(self, depends_on=[self.eks, *admins]))
         self.storage_class = DEFAULT_STORAGE_CLASS
-        k8s.storage.v1.StorageClass(
-            f"{name}-gp3",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=DEFAULT_STORAGE_CLASS, labels=kube.labels("storage", DEFAULT_STORAGE_CLASS),
-                annotations={"storageclass.kubernetes.io/is-default-class": "true"}),
-            provisioner="ebs.csi.aws.com",
-            parameters={"type": "gp3", "encrypted": "true", "fsType": "ext4"},
-            # A volume is created in the zone its pod is scheduled to, not in a random one.
-            volume_binding_mode="WaitForFirstConsumer",
-            allow_volume_expansion=True,
-            # prod keeps a released volume (a deleted PVC is not a deleted ledger); elsewhere it goes.
-            reclaim_policy="Retain" if cfg.prod else "Delete",
-            opts=child(self, provider=self.provider, depends_on=[self.addons["aws-ebs-csi-driver"]]))
+        gp3_storage_class(f"{name}-gp3", cfg, default=True,
+                          opts=child(self, provider=self.provider, depends_on=[self.addons["aws-ebs-csi-driver"]]))
 
         self.register_outputs({"name": self.name, "endpoint": self.eks.endpoint, "kmsKeyArn": self.kms_key.arn,
                                "oidcProviderArn": self.oidc_provider.arn,

@@ -196,10 +196,35 @@ class ToolingConfig:
 
 
 @dataclass(frozen=True)
+class NodeClassRef:
+    """The Karpenter node class the NodePools use on an existing cluster (its owner's, not this program's)."""
+
+    group: str = text("karpenter.k8s.aws", r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", "an API group")
+    kind: str = text("EC2NodeClass", r"^[A-Z][A-Za-z0-9]*$", "a kind, e.g. EC2NodeClass")
+    name: str = text("default", r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "a node class name")
+
+
+@dataclass(frozen=True)
+class ExistingClusterConfig:
+    """target: existing-cluster. The cluster, its network, nodes' IAM, the backup bucket and the operators (Strimzi,
+    CloudNativePG with the Barman Cloud plugin, Altinity, the Prometheus Operator, Envoy Gateway, Karpenter) are
+    someone else's: the program declares only the platform's Kubernetes objects and custom resources."""
+
+    context: str = text("", r"^[A-Za-z0-9@._:/-]*$", "a kubeconfig context name (empty: the kubeconfig's current)")
+    node_class: NodeClassRef = section(NodeClassRef)
+    backup_destination: str = text("", r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._/-]*)?/$",
+                                   "an s3://bucket/prefix/ the ledger's backups go to (ending in /)")
+
+
+@dataclass(frozen=True)
 class PlatformConfig:
     """Everything a stack sets. Defaults are production-sized; dev and staging override them."""
 
     environment: Literal["dev", "staging", "prod"] = text("dev")
+    # aws: the whole platform, the VPC and EKS included; existing-cluster: its Kubernetes layer on a cluster
+    # someone else runs (existingCluster says which), no AWS resource and no Helm chart.
+    target: Literal["aws", "existing-cluster"] = text("aws")
+    existing_cluster: ExistingClusterConfig = section(ExistingClusterConfig)
     region: str = text("us-east-1", r"^[a-z]{2}-[a-z]+-\d$")
     network: NetworkConfig = section(NetworkConfig)
     cluster: ClusterConfig = section(ClusterConfig)
@@ -214,6 +239,11 @@ class PlatformConfig:
     @property
     def prod(self) -> bool:
         return self.environment == "prod"
+
+    @property
+    def existing(self) -> bool:
+        """Only the Kubernetes layer, on a cluster that exists (target: existing-cluster)."""
+        return self.target == "existing-cluster"
 
 
 def _camel(name: str) -> str:
@@ -300,6 +330,10 @@ def _consistency(cfg: PlatformConfig, source: str) -> None:
         if a > b:
             raise ConfigError(source, key_a, f"expected at most {key_b} ({b}), got {a}")
 
+    if cfg.existing and not cfg.existing_cluster.backup_destination:
+        raise ConfigError(source, "existingCluster.backupDestination",
+                          "expected the s3://bucket/prefix/ for the ledger's backups (target existing-cluster: "
+                          "the bucket is not created here)")
     if cfg.apps.feed.max_replicas != 1:
         raise ConfigError(source, "apps.feed.maxReplicas",
                           "expected 1: the feed is one session per topic (consumers keep only the newest)")
@@ -344,7 +378,7 @@ def _consistency(cfg: PlatformConfig, source: str) -> None:
     if "on-demand" not in cfg.karpenter.data.capacity_types or "spot" in cfg.karpenter.data.capacity_types:
         raise ConfigError(source, "karpenter.data.capacityTypes",
                           "expected [on-demand] only: the data tier never runs on spot")
-    if cfg.environment != "dev" and not cfg.cluster.admin_role_arns:
+    if cfg.environment != "dev" and not cfg.existing and not cfg.cluster.admin_role_arns:
         # The cluster is created without the creator's implicit admin: without an access entry for the
         # deployer (CI) role, the first Kubernetes object of `pulumi up` would be refused.
         raise ConfigError(source, "cluster.adminRoleArns",
@@ -359,9 +393,9 @@ def _consistency(cfg: PlatformConfig, source: str) -> None:
                                     ("clickhouse.keeperReplicas", cfg.clickhouse.keeper_replicas, 3)):
             if value < minimum:
                 raise ConfigError(source, key, f"expected at least {minimum} in prod, got {value}")
-        if cfg.network.nat_gateways != "per-az":
+        if cfg.network.nat_gateways != "per-az" and not cfg.existing:
             raise ConfigError(source, "network.natGateways", "expected per-az in prod (a NAT per zone)")
-        if cfg.cluster.public_endpoint and (not cfg.cluster.public_access_cidrs
+        if not cfg.existing and cfg.cluster.public_endpoint and (not cfg.cluster.public_access_cidrs
                                             or "0.0.0.0/0" in cfg.cluster.public_access_cidrs):
             raise ConfigError(source, "cluster.publicAccessCidrs",
                               "expected the deployer's CIDRs (not 0.0.0.0/0) when prod's API endpoint is public")

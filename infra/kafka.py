@@ -176,7 +176,8 @@ class Kafka(pulumi.ComponentResource):
             metadata={"name": NAMESPACE, "labels": kube.labels("kafka")},
             opts=kube.child(self, provider=provider))
 
-        operator = k8s.helm.v3.Release(
+        # On an existing cluster the Strimzi operator is the owner's.
+        operator = None if cfg.existing else k8s.helm.v3.Release(
             f"{name}-strimzi",
             k8s.helm.v3.ReleaseArgs(
                 name="strimzi",
@@ -260,7 +261,7 @@ class Kafka(pulumi.ComponentResource):
                     "template": {"pod": strimzi_pod_template({"strimzi.io/name": f"{CLUSTER}-kafka-exporter"})},
                 },
             },
-            opts=kube.child(self, provider=provider, depends_on=[operator, metrics]))
+            opts=kube.child(self, provider=provider, depends_on=kube.present(operator, metrics)))
 
         storage_class = k8s.storage.v1.StorageClass(
             f"{name}-broker-storage",
@@ -292,7 +293,7 @@ class Kafka(pulumi.ComponentResource):
                 "resources": resources(CONTROLLER_RESOURCES["cpu"], CONTROLLER_RESOURCES["memory"]),
                 "template": {"pod": strimzi_pod_template(controller_labels)},
             },
-            opts=kube.child(self, provider=provider, depends_on=[operator]))
+            opts=kube.child(self, provider=provider, depends_on=kube.present(operator)))
         self.broker_pool = k8s.apiextensions.CustomResource(
             f"{name}-broker-pool",
             api_version="kafka.strimzi.io/v1beta2",
@@ -308,7 +309,7 @@ class Kafka(pulumi.ComponentResource):
                 "jvmOptions": {"-Xms": broker_heap(kc.broker_memory), "-Xmx": broker_heap(kc.broker_memory)},
                 "template": {"pod": strimzi_pod_template(broker_labels)},
             },
-            opts=kube.child(self, provider=provider, depends_on=[operator, storage_class]))
+            opts=kube.child(self, provider=provider, depends_on=kube.present(operator, storage_class)))
 
         self.topics = {}
         for topic in TOPICS:

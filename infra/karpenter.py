@@ -23,13 +23,14 @@ import pulumi_kubernetes as k8s
 from infra import kube
 from infra.cluster import Cluster, is_graviton
 from infra.config import ConfigError, KarpenterConfig, NodePoolConfig, PlatformConfig
-from infra.kube import child
+from infra.kube import HasProvider, child
 from infra.network import DISCOVERY_TAG, Network, aws_tags, cluster_name
 
 CHART = "oci://public.ecr.aws/karpenter/karpenter"
 SERVICE_ACCOUNT = "karpenter"
 RELEASE = "karpenter"
 NODE_CLASS = "default"
+EC2_NODE_CLASS_REF = {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": NODE_CLASS}
 # The node image, pinned: a new AMI is a reviewed change that rolls the gateway pool outside market hours
 # (drift), never a surprise. Bump it with `aws ssm get-parameter` on the EKS-optimized AL2023 release.
 AMI_ALIAS = "al2023@v20250317"
@@ -173,7 +174,17 @@ def _limits(pool: NodePoolConfig) -> dict[str, str]:
     return {"cpu": str(pool.cpu_limit), "memory": f"{pool.memory_limit_gi}Gi"}
 
 
-def gateway_nodepool_spec(cfg: KarpenterConfig, azs: list[str]) -> dict[str, Any]:
+def node_class_ref(cfg: PlatformConfig) -> dict[str, str]:
+    """The node class every pool launches from: ours (EC2NodeClass `default`), or on an existing cluster the
+    one its owner names (existingCluster.nodeClass)."""
+    if cfg.existing:
+        ref = cfg.existing_cluster.node_class
+        return {"group": ref.group, "kind": ref.kind, "name": ref.name}
+    return dict(EC2_NODE_CLASS_REF)
+
+
+def gateway_nodepool_spec(cfg: KarpenterConfig, azs: list[str],
+                          node_class: dict[str, str] | None = None) -> dict[str, Any]:
     """The `gateway` NodePool: spot and on-demand, consolidated when empty or underutilized, frozen
     during market hours (budget nodes "0" for every voluntary reason), 10% at a time otherwise."""
     schedule, duration = market_hours_schedule(cfg.market_hours_utc, cfg.market_days)
@@ -181,7 +192,7 @@ def gateway_nodepool_spec(cfg: KarpenterConfig, azs: list[str]) -> dict[str, Any
         "template": {
             "metadata": {"labels": {kube.POOL_LABEL: "gateway"}},
             "spec": {
-                "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": NODE_CLASS},
+                "nodeClassRef": dict(node_class or EC2_NODE_CLASS_REF),
                 "requirements": _requirements(cfg.gateway, azs),
                 # Expiry is forceful in Karpenter v1 (budgets don't apply), so it could land in market
                 # hours: nodes are renewed by drift (a new AMI_ALIAS) and consolidation instead.
@@ -201,14 +212,15 @@ def gateway_nodepool_spec(cfg: KarpenterConfig, azs: list[str]) -> dict[str, Any
     }
 
 
-def data_nodepool_spec(cfg: KarpenterConfig, azs: list[str]) -> dict[str, Any]:
+def data_nodepool_spec(cfg: KarpenterConfig, azs: list[str],
+                       node_class: dict[str, str] | None = None) -> dict[str, Any]:
     """The `data` NodePool: on-demand only, tainted for the data tier, never consolidates an occupied
     node (WhenEmpty), never drifts or expires one away; only empty nodes go, one at a time."""
     return {
         "template": {
             "metadata": {"labels": {kube.POOL_LABEL: "data"}},
             "spec": {
-                "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": NODE_CLASS},
+                "nodeClassRef": dict(node_class or EC2_NODE_CLASS_REF),
                 "requirements": _requirements(cfg.data, azs),
                 "taints": [{"key": kube.POOL_LABEL, "value": "data", "effect": "NoSchedule"}],
                 "expireAfter": "Never",
@@ -350,3 +362,25 @@ class Karpenter(pulumi.ComponentResource):
 
         self.register_outputs({"nodeRoleArn": self.node_role.arn, "interruptionQueue": self.interruption_queue.name,
                                "nodePools": list(self.nodepools)})
+
+
+class KarpenterPools(pulumi.ComponentResource):
+    """target existing-cluster: Karpenter, its IAM, interruption queue and node class are the cluster owner's
+    (existingCluster.nodeClass names the class); the `gateway` and `data` NodePools are the platform's.
+
+    Attributes: `nodepools` ("gateway"/"data" -> CustomResource).
+    """
+
+    def __init__(self, name: str, cfg: PlatformConfig, cluster: HasProvider,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("openbell:infra:KarpenterPools", name, None, opts)
+        azs, ref = list(cfg.network.azs), node_class_ref(cfg)
+        specs = {"gateway": gateway_nodepool_spec(cfg.karpenter, azs, ref),
+                 "data": data_nodepool_spec(cfg.karpenter, azs, ref)}
+        self.nodepools: dict[str, k8s.apiextensions.CustomResource] = {
+            pool: k8s.apiextensions.CustomResource(
+                f"{name}-{pool}", api_version="karpenter.sh/v1", kind="NodePool",
+                metadata={"name": pool, "labels": kube.labels("karpenter", pool)}, spec=spec,
+                opts=child(self, provider=cluster.provider))
+            for pool, spec in specs.items()}
+        self.register_outputs({"nodePools": list(self.nodepools)})

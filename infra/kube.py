@@ -6,7 +6,7 @@ so only workloads that ask for it (the data tier) land there, and always on on-d
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import pulumi
 
@@ -107,3 +107,15 @@ def child(parent: pulumi.Resource, provider: pulumi.ProviderResource | None = No
     """Options for a resource inside a component: parented (so the graph shows the component) and on
     the cluster's provider when it is a Kubernetes object."""
     return pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=depends_on or [])
+
+
+class HasProvider(Protocol):
+    """What a component needs of the cluster: the Kubernetes provider every object is created with."""
+
+    @property
+    def provider(self) -> pulumi.ProviderResource: ...
+
+
+def present(*resources: pulumi.Resource | None) -> list[pulumi.Resource]:
+    """`resources` without the Nones (an operator's Helm release is None where the operators are preinstalled)."""
+    return [r for r in resources if r is not None]

@@ -315,12 +315,14 @@ class Observability(pulumi.ComponentResource):
             opts=child(self, provider=provider))
         in_ns = child(self, provider=provider, depends_on=[self.namespace])
         obs = cfg.observability
-        self.stack = k8s.helm.v3.Release(
+        # On an existing cluster the Prometheus Operator (and its Prometheus at prometheus_url), the adapter, the
+        # collector and Tempo are the owner's: only the SLO rules are the platform's.
+        self.stack = None if cfg.existing else k8s.helm.v3.Release(
             f"{name}-kube-prometheus-stack", name="kube-prometheus-stack", chart="kube-prometheus-stack",
             version=obs.prometheus_stack_version, namespace=NAMESPACE,
             repository_opts={"repo": PROMETHEUS_COMMUNITY}, values=stack_values(cfg),
             atomic=True, cleanup_on_fail=True, opts=in_ns)
-        after_stack = child(self, provider=provider, depends_on=[self.namespace, self.stack])
+        after_stack = child(self, provider=provider, depends_on=kube.present(self.namespace, self.stack))
         self.rules: dict[str, k8s.apiextensions.CustomResource] = {}
         for source, rule in slo_rules(slo_dir, obs.runbook_base_url).items():
             metadata = rule["metadata"]
@@ -328,12 +330,17 @@ class Observability(pulumi.ComponentResource):
                 f"{name}-{metadata['name']}", api_version=rule["apiVersion"], kind=rule["kind"],
                 metadata={**metadata, "labels": {**kube.labels("slo", metadata["name"]), **metadata["labels"]}},
                 spec=rule["spec"], opts=after_stack)
+        self.adapter: k8s.helm.v3.Release | None = None
+        self.tempo: k8s.helm.v3.Release | None = None
+        self.collector: k8s.helm.v3.Release | None = None
+        if cfg.existing:
+            self.register_outputs({"prometheusUrl": self.prometheus_url})
+            return
         self.adapter = k8s.helm.v3.Release(
             f"{name}-prometheus-adapter", name="prometheus-adapter", chart="prometheus-adapter",
             version=PROMETHEUS_ADAPTER_VERSION, namespace=NAMESPACE,
             repository_opts={"repo": PROMETHEUS_COMMUNITY}, values=adapter_values(cfg, self.prometheus_url),
             atomic=True, cleanup_on_fail=True, opts=after_stack)
-        self.tempo: k8s.helm.v3.Release | None = None
         if obs.tempo:
             self.tempo = k8s.helm.v3.Release(
                 f"{name}-tempo", name="tempo", chart="tempo", version=obs.tempo_version, namespace=NAMESPACE,
@@ -345,5 +352,5 @@ class Observability(pulumi.ComponentResource):
             repository_opts={"repo": OPEN_TELEMETRY_CHARTS}, values=collector_values(cfg, self.prometheus_url),
             atomic=True, cleanup_on_fail=True,
             opts=child(self, provider=provider,
-                       depends_on=[self.namespace, self.stack, *([self.tempo] if self.tempo else [])]))
+                       depends_on=kube.present(self.namespace, self.stack, self.tempo)))
         self.register_outputs({"prometheusUrl": self.prometheus_url})

@@ -87,6 +87,11 @@ class Tooling(pulumi.ComponentResource):
         self.chaos_mesh_enabled: bool = tooling.chaos_mesh
         self.k6_operator: k8s.helm.v3.Release | None = None
         self.chaos_mesh: k8s.helm.v3.Release | None = None
+        if cfg.existing:
+            # k6-operator and Chaos Mesh are the cluster owner's to install (and their CRDs with them).
+            self.register_outputs({"k6OperatorEnabled": self.k6_operator_enabled,
+                                   "chaosMeshEnabled": self.chaos_mesh_enabled})
+            return
         if tooling.k6_operator:
             namespace = k8s.core.v1.Namespace(
                 f"{name}-k6-ns", metadata={"name": K6_NAMESPACE, "labels": kube.labels("k6-operator", K6_NAMESPACE)},

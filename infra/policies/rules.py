@@ -724,9 +724,16 @@ def encrypted_storage(resources: Sequence[Resource], ctx: Context) -> list[tuple
 # --- rule: resource-requests-on-every-container --------------------------------------------------------
 
 
+_ZERO = re.compile(r"^[+]?0*(\.0*)?[a-zA-Z]*$")
+"""A quantity that asks for nothing: 0, "0", "0m", "0.0", "0Mi" (UNKNOWN, a value not known yet, is never zero)."""
+
+
 def _requests_missing(resources: Any) -> list[str]:
+    """The cpu/memory requests that are absent or zero: a zero request is no request (the scheduler and
+    Karpenter reserve nothing, an HPA on utilisation divides by it)."""
     requests = mapping(get(resources, "requests"))
-    return [r for r in ("cpu", "memory") if requests.get(r) in (None, "")]
+    return [r for r in ("cpu", "memory")
+            if requests.get(r) in (None, "") or (requests.get(r) is not UNKNOWN and _ZERO.match(str(requests[r])))]
 
 
 def resource_requests(type_: str, props: Props, ctx: Context) -> list[str]:

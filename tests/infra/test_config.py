@@ -69,3 +69,24 @@ def test_a_broken_stack_file_is_named(tmp_path: Path) -> None:
         load_stack_file(bad)
     with pytest.raises(ConfigError, match="no such stack file"):
         load_stack_file(tmp_path / "Pulumi.none.yaml")
+
+
+def test_an_existing_cluster_needs_a_backup_destination() -> None:
+    with pytest.raises(ConfigError) as err:
+        from_values({"openbell:target": "existing-cluster"})
+    assert err.value.key == "existingCluster.backupDestination"
+    cfg = from_values({"openbell:target": "existing-cluster", "openbell:environment": "staging",
+                       "openbell:existingCluster": {"backupDestination": "s3://b-ups/ledger/"}})
+    # The cluster's access is its owner's: no adminRoleArns needed outside dev.
+    assert cfg.existing and cfg.existing_cluster.node_class.kind == "EC2NodeClass"
+
+
+@pytest.mark.parametrize(("values", "key"), [
+    ({"openbell:target": "gke"}, "target"),
+    ({"openbell:existingCluster": {"nodeClass": {"kind": "ec2"}}}, "existingCluster.nodeClass.kind"),
+    ({"openbell:existingCluster": {"backupDestination": "s3://bucket"}}, "existingCluster.backupDestination"),
+])
+def test_existing_cluster_values_are_checked(values: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        from_values(values)
+    assert err.value.key == key

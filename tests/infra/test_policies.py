@@ -661,3 +661,17 @@ def test_the_whole_program_passes_every_policy_and_schema(stack: str) -> None:
     assert [r.as_dict() for r in results if r.status == "invalid"] == []
     kinds = {r.kind for r in results if r.status == "ok"}
     assert {"Kafka", "KafkaNodePool", "Cluster", "ClickHouseInstallation", "NodePool", "Deployment"} <= kinds
+
+
+@pytest.mark.parametrize(("cpu", "flagged"), [("0", True), ("0m", True), ("0.0", True), ("500m", False),
+                                              ("0.5", False), ("10", False)])
+def test_a_zero_request_is_no_request(cpu: str, flagged: bool) -> None:
+    deployment = Resource("kubernetes:apps/v1:Deployment", "d", {
+        "metadata": {"name": "d", "namespace": "openbell"},
+        "spec": {"template": {"spec": {"containers": [
+            {"name": "c", "image": "r/c:1", "resources": {"requests": {"cpu": cpu, "memory": "1Gi"}}}]}}}})
+    messages = R.resource_requests(deployment.type, deployment.props, Context("dev"))
+    assert bool(messages) is flagged, messages
+    assert not R.resource_requests(deployment.type, {**deployment.props, "spec": {"template": {"spec": {
+        "containers": [{"name": "c", "resources": {"requests": {"cpu": UNKNOWN, "memory": UNKNOWN}}}]}}}},
+        Context("dev"))

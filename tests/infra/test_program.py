@@ -18,7 +18,7 @@ def reveal(value: Any) -> Any:
     return value["value"] if isinstance(value, dict) and SECRET_SIG in value else value
 
 
-@pytest.fixture(scope="module", params=["dev", "prod"])
+@pytest.fixture(scope="module", params=["dev", "prod", "local"])
 def plan(request: pytest.FixtureRequest) -> offline.Plan:
     stack = str(request.param)
     return offline.run(load_stack_file(ROOT / "stacks" / f"Pulumi.{stack}.yaml"), stack)
@@ -48,3 +48,26 @@ def test_the_services_find_the_data_tier_where_it_is(plan: offline.Plan) -> None
 def test_every_kubernetes_object_goes_through_the_clusters_provider(plan: offline.Plan) -> None:
     kube = [r for r in plan.resources if r.type.startswith("kubernetes:")]
     assert kube and all(r.provider and "cluster-k8s" in r.provider for r in kube)
+
+
+def test_an_existing_cluster_gets_only_the_kubernetes_layer() -> None:
+    """Target existing-cluster: no AWS resource and no Helm chart (the operators are the owner's); the NodePools
+    launch from the owner's node class, the backups go where the stack says, the gp3 class is not the default."""
+    plan = offline.run(load_stack_file(ROOT / "stacks" / "Pulumi.local.yaml"), "local")
+    types = {r.type for r in plan.resources}
+    assert not {t for t in types if t.startswith("aws:")}
+    assert "kubernetes:helm.sh/v3:Release" not in types
+    pools = {r.inputs["metadata"]["name"]: r.inputs for r in plan.of_type("kubernetes:karpenter.sh/v1:NodePool")}
+    assert set(pools) == {"gateway", "data"}
+    for pool in pools.values():
+        assert pool["spec"]["template"]["spec"]["nodeClassRef"] == {
+            "group": "karpenter.kwok.sh", "kind": "KWOKNodeClass", "name": "default"}
+    (store,) = plan.of_type("kubernetes:barmancloud.cnpg.io/v1:ObjectStore")
+    assert store.inputs["spec"]["configuration"]["destinationPath"] == "s3://openbell-local-ledger-backups/"
+    classes = {r.inputs["metadata"]["name"]: r.inputs
+               for r in plan.of_type("kubernetes:storage.k8s.io/v1:StorageClass")}
+    assert classes["gp3"]["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "false"
+    (provider,) = plan.of_type("pulumi:providers:kubernetes")
+    assert provider.inputs.get("context") == "openbell-local" and not provider.inputs.get("kubeconfig")
+    (route,) = plan.of_type("kubernetes:gateway.networking.k8s.io/v1:HTTPRoute")
+    assert route.inputs["metadata"]["annotations"] == {"pulumi.com/patchForce": "true"}
