@@ -27,10 +27,11 @@ def openbell(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) ->
 
 
 def bare_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """No pulumi on PATH, no AWS credentials anywhere, a HOME without ~/.aws."""
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PULUMI_"))}
+    """No pulumi on PATH or in openbell's cache, no AWS credentials anywhere, a HOME without ~/.aws."""
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PULUMI_", "XDG_"))}
     (tmp_path / "bin").mkdir(exist_ok=True)
-    return {**keep, "PATH": str(tmp_path / "bin"), "HOME": str(tmp_path), **extra}
+    return {**keep, "PATH": str(tmp_path / "bin"), "HOME": str(tmp_path), "OPENBELL_CACHE": str(tmp_path / "cache"),
+            **extra}
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +106,8 @@ def test_preview_without_the_pulumi_cli_exits_3(tmp_path: Path) -> None:
     proc = openbell("infra", "preview", "--stack", "dev", env=bare_env(tmp_path))
     assert proc.returncode == 3
     (line,) = proc.stderr.strip().splitlines()
-    assert "the pulumi CLI is not on PATH" in line and "infra plan --stack dev --offline" in line
+    assert "the pulumi CLI is not built or on PATH" in line and "make pulumi" in line
+    assert "infra plan --stack dev --offline" in line
 
 
 def test_plan_without_offline_is_a_preview(tmp_path: Path) -> None:
@@ -136,10 +138,31 @@ def test_preview_without_the_aws_cli_exits_3(tmp_path: Path) -> None:
     assert "the aws CLI is not on PATH" in line
 
 
-def test_deploying_refuses_a_stack_file_it_would_not_deploy(tmp_path: Path) -> None:
-    proc = openbell("infra", "preview", "--stack", "dev", "--stack-file", "stacks/Pulumi.dev.yaml",
-                    env=bare_env(tmp_path))
-    assert proc.returncode == 2 and "only with `infra plan --offline`" in proc.stderr
+def test_a_deploy_validates_its_stack_file_before_looking_for_tools(tmp_path: Path) -> None:
+    document = yaml.safe_load((ROOT / "stacks" / "Pulumi.local.yaml").read_text())
+    document["config"]["openbell:existingCluster"]["backupDestination"] = "http://not-s3/"
+    bad = tmp_path / "local.yaml"
+    bad.write_text(yaml.safe_dump(document))
+    proc = openbell("infra", "up", "--stack", "local", "--stack-file", str(bad), "--yes", env=bare_env(tmp_path))
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert "existingCluster.backupDestination" in line and str(bad) in line
+
+
+def test_the_kubernetes_provider_is_required_for_an_existing_cluster(tmp_path: Path) -> None:
+    env = bare_env(tmp_path)
+    fake = tmp_path / "bin" / "pulumi"
+    fake.write_text("#!/bin/sh\necho 'pulumi should not run' >&2\nexit 99\n")
+    fake.chmod(0o755)
+    proc = openbell("infra", "preview", "--stack", "local", env=env)
+    assert proc.returncode == 3
+    (line,) = proc.stderr.strip().splitlines()
+    assert "pulumi-resource-kubernetes" in line and "make pulumi" in line
+
+
+def test_kubeconfig_is_for_existing_cluster_stacks_only(tmp_path: Path) -> None:
+    proc = openbell("infra", "preview", "--stack", "dev", "--kubeconfig", str(tmp_path / "k"), env=bare_env(tmp_path))
+    assert proc.returncode == 2 and "target existing-cluster" in proc.stderr
 
 
 FAKE_PULUMI = """#!/bin/sh

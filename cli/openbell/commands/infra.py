@@ -14,10 +14,12 @@ from openbell.errors import EXIT_GATE_FAILED, UsageError
 if TYPE_CHECKING:
     from openbell.infra.deploy import Operation
 
-app = typer.Typer(help="The platform on AWS (Pulumi): offline plan with policy and schema checks, preview, "
-                  "up, destroy.", no_args_is_help=True)
+app = typer.Typer(help="The platform (Pulumi): offline plan with policy and schema checks; preview, up, "
+                  "destroy with the real engine, on AWS or (target existing-cluster) on a cluster that exists.",
+                  no_args_is_help=True)
 
-STACK = typer.Option(..., "--stack", "-s", help="Stack name: dev, staging or prod (stacks/Pulumi.<stack>.yaml).")
+STACK = typer.Option(..., "--stack", "-s", help="Stack name: dev, staging, prod or local "
+                                               "(stacks/Pulumi.<stack>.yaml).")
 STACK_FILE = typer.Option(None, "--stack-file", help="Read the stack's config from this file instead.")
 YES = typer.Option(False, "--yes", "-y", help="Really do it (up and destroy change real infrastructure).")
 CLUSTER = typer.Option(False, "--cluster",
@@ -47,7 +49,7 @@ def plan(
     a server-side dry-run: its schemas, CEL rules and admission judge them (exit 1 on a rejection); kinds whose CRD
     the cluster lacks are listed as not checked. Objects in a namespace the plan creates are checked in `default`.
 
-    Without --offline it is a `preview` (needs the pulumi CLI and AWS credentials)."""
+    Without --offline it is a `preview` (the real engine: the pulumi CLI, and the cluster or AWS credentials)."""
     from openbell.infra import repo_root
 
     wants_cluster = cluster or kube_context is not None or kubeconfig is not None
@@ -72,43 +74,54 @@ def plan(
 
 
 def _operate(ctx: typer.Context, operation: Operation, root: Path, stack: str, stack_file: Path | None,
-             output: Output | None) -> None:
+             output: Output | None, kubeconfig: Path | None = None) -> None:
     from openbell.infra.deploy import run
 
-    outcome = run(operation, root, stack, stack_file)
+    outcome = run(operation, root, stack, stack_file, kubeconfig=kubeconfig)
     if resolve(ctx, output) is Output.json:
         print_json(outcome.as_dict())
-    else:
-        parts = ", ".join(f"{k} {v}" for k, v in outcome.summary.items() if not isinstance(v, dict))
-        console().print(f"pulumi {operation} --stack {stack}: {parts or 'done'}")
+        return
+    summary = outcome.summary
+    changes = ", ".join(f"{k} {v}" for k, v in (summary.get("changes") or {}).items()) or "no changes"
+    result = f" ({summary['result']})" if summary.get("result") else ""
+    console().print(f"pulumi {operation} --stack {stack}{result}: {changes}")
+
+
+DEPLOY_STACK_FILE = typer.Option(None, "--stack-file",
+                                 help="Take the stack's config from this file instead of stacks/Pulumi.<stack>.yaml "
+                                      "(the state stays the stack's).")
+DEPLOY_KUBECONFIG = typer.Option(None, "--kubeconfig", help="Target existing-cluster: the kubeconfig the provider "
+                                                            "uses [$KUBECONFIG, ~/.kube/config]; the context is "
+                                                            "the stack's existingCluster.context.")
 
 
 @app.command()
-def preview(ctx: typer.Context, stack: str = STACK, stack_file: Path | None = STACK_FILE,
-            output: Output | None = OUTPUT_OPTION) -> None:
-    """What `up` would change, with the policy pack enforced (Automation API, pulumi CLI)."""
+def preview(ctx: typer.Context, stack: str = STACK, stack_file: Path | None = DEPLOY_STACK_FILE,
+            kubeconfig: Path | None = DEPLOY_KUBECONFIG, output: Output | None = OUTPUT_OPTION) -> None:
+    """What `up` would change, with the policy pack enforced by the engine (exit 1 on a violation)."""
     from openbell.infra import repo_root
 
-    _operate(ctx, "preview", repo_root(), stack, stack_file, output)
+    _operate(ctx, "preview", repo_root(), stack, stack_file, output, kubeconfig)
 
 
 @app.command()
-def up(ctx: typer.Context, stack: str = STACK, stack_file: Path | None = STACK_FILE, yes: bool = YES,
-       output: Output | None = OUTPUT_OPTION) -> None:
-    """Create or update the stack's infrastructure, policy pack enforced."""
+def up(ctx: typer.Context, stack: str = STACK, stack_file: Path | None = DEPLOY_STACK_FILE,
+       kubeconfig: Path | None = DEPLOY_KUBECONFIG, yes: bool = YES, output: Output | None = OUTPUT_OPTION) -> None:
+    """Create or update the stack's resources, policy pack enforced (a mandatory violation changes nothing)."""
     from openbell.infra import repo_root
 
     if not yes:
         raise UsageError(f"`infra up --stack {stack}` changes real infrastructure: add --yes (and preview first)")
-    _operate(ctx, "up", repo_root(), stack, stack_file, output)
+    _operate(ctx, "up", repo_root(), stack, stack_file, output, kubeconfig)
 
 
 @app.command()
-def destroy(ctx: typer.Context, stack: str = STACK, stack_file: Path | None = STACK_FILE, yes: bool = YES,
+def destroy(ctx: typer.Context, stack: str = STACK, stack_file: Path | None = DEPLOY_STACK_FILE,
+            kubeconfig: Path | None = DEPLOY_KUBECONFIG, yes: bool = YES,
             output: Output | None = OUTPUT_OPTION) -> None:
     """Delete every resource of the stack."""
     from openbell.infra import repo_root
 
     if not yes:
         raise UsageError(f"`infra destroy --stack {stack}` deletes every resource of the stack: add --yes")
-    _operate(ctx, "destroy", repo_root(), stack, stack_file, output)
+    _operate(ctx, "destroy", repo_root(), stack, stack_file, output, kubeconfig)
