@@ -34,6 +34,12 @@ def bare_env(tmp_path: Path, **extra: str) -> dict[str, str]:
             **extra}
 
 
+def never_run(path: Path) -> None:
+    """A pulumi on PATH that must not be run: the checks before it fail first."""
+    path.write_text("#!/bin/sh\necho 'pulumi should not run' >&2\nexit 99\n")
+    path.chmod(0o755)
+
+
 @pytest.fixture(scope="module")
 def plans() -> dict[str, tuple[subprocess.CompletedProcess[str], dict[str, Any]]]:
     out = {}
@@ -118,9 +124,7 @@ def test_plan_without_offline_is_a_preview(tmp_path: Path) -> None:
 
 def test_preview_without_aws_credentials_exits_3(tmp_path: Path) -> None:
     env = bare_env(tmp_path)
-    fake = tmp_path / "bin" / "pulumi"
-    fake.write_text("#!/bin/sh\necho 'pulumi should not run' >&2\nexit 99\n")
-    fake.chmod(0o755)
+    never_run(tmp_path / "bin" / "pulumi")
     proc = openbell("infra", "preview", "--stack", "prod", env=env)
     assert proc.returncode == 3
     (line,) = proc.stderr.strip().splitlines()
@@ -129,9 +133,7 @@ def test_preview_without_aws_credentials_exits_3(tmp_path: Path) -> None:
 
 def test_preview_without_the_aws_cli_exits_3(tmp_path: Path) -> None:
     env = bare_env(tmp_path, AWS_PROFILE="ci")
-    fake = tmp_path / "bin" / "pulumi"
-    fake.write_text("#!/bin/sh\necho 'pulumi should not run' >&2\nexit 99\n")
-    fake.chmod(0o755)
+    never_run(tmp_path / "bin" / "pulumi")
     proc = openbell("infra", "preview", "--stack", "dev", env=env)
     assert proc.returncode == 3
     (line,) = proc.stderr.strip().splitlines()
@@ -151,9 +153,7 @@ def test_a_deploy_validates_its_stack_file_before_looking_for_tools(tmp_path: Pa
 
 def test_the_kubernetes_provider_is_required_for_an_existing_cluster(tmp_path: Path) -> None:
     env = bare_env(tmp_path)
-    fake = tmp_path / "bin" / "pulumi"
-    fake.write_text("#!/bin/sh\necho 'pulumi should not run' >&2\nexit 99\n")
-    fake.chmod(0o755)
+    never_run(tmp_path / "bin" / "pulumi")
     proc = openbell("infra", "preview", "--stack", "local", env=env)
     assert proc.returncode == 3
     (line,) = proc.stderr.strip().splitlines()

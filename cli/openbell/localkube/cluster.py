@@ -342,30 +342,17 @@ def _install_crds(api: Any, layout: Layout, progress: Callable[[str], None]) -> 
     from openbell.localkube import transcribed
 
     upstream = len(names)
-    for doc in transcribed.crds():
-        try:
-            ext.create_custom_resource_definition(body=doc, _preload_content=False)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise OpenbellError(f"cluster: the API server refused CRD {doc['metadata']['name']} made from"
-                                    f" {doc['metadata']['annotations']['openbell.dev/source']}: HTTP {exc.status}"
-                                    f" {_one_line(exc.body)}") from exc
-        names.append(doc["metadata"]["name"])
+    names += _create_transcribed(ext, transcribed.crds())
     progress(f"{upstream} upstream CRDs and {len(names) - upstream} made from infra/schemas transcriptions"
              " installed")
     return names
 
 
-def _install_operator_transcriptions(api: Any, progress: Callable[[str], None]) -> list[str]:
-    """Strimzi's and Altinity's kinds, made from infra/schemas transcriptions (annotated as such); idempotent."""
+def _create_transcribed(ext: Any, docs: list[dict[str, Any]]) -> list[str]:
+    """Create CRDs made from infra/schemas transcriptions (one already there is left as it is); their names."""
     from kubernetes.client.rest import ApiException
 
-    from kubernetes import client
-    from openbell.localkube import transcribed
-
-    ext = client.ApiextensionsV1Api(api)
-    names = []
-    for doc in transcribed.crds(names=transcribed.OPERATOR_TRANSCRIPTIONS):
+    for doc in docs:
         try:
             ext.create_custom_resource_definition(body=doc, _preload_content=False)
         except ApiException as exc:
@@ -373,7 +360,16 @@ def _install_operator_transcriptions(api: Any, progress: Callable[[str], None]) 
                 raise OpenbellError(f"cluster: the API server refused CRD {doc['metadata']['name']} made from"
                                     f" {doc['metadata']['annotations']['openbell.dev/source']}: HTTP {exc.status}"
                                     f" {_one_line(exc.body)}") from exc
-        names.append(doc["metadata"]["name"])
+    return [doc["metadata"]["name"] for doc in docs]
+
+
+def _install_operator_transcriptions(api: Any, progress: Callable[[str], None]) -> list[str]:
+    """Strimzi's and Altinity's kinds, made from infra/schemas transcriptions (annotated as such); idempotent."""
+    from kubernetes import client
+    from openbell.localkube import transcribed
+
+    names = _create_transcribed(client.ApiextensionsV1Api(api), transcribed.crds(
+        names=transcribed.OPERATOR_TRANSCRIPTIONS))
     progress(f"{len(names)} CRDs for Strimzi and Altinity made from infra/schemas transcriptions installed")
     return names
 
