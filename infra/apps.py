@@ -435,10 +435,6 @@ class Apps(pulumi.ComponentResource):
                 ("feed", {"app.kubernetes.io/name": "feed"})):
             svc_meta: Any = {"name": service_name, "namespace": NAMESPACE,
                              "labels": kube.labels(service_name.split("-")[0], service_name)}
-            if service_name == "gateway-canary":
-                # Its pods exist only while a canary runs: the engine must not wait for endpoints it cannot have
-                # (it held every `up` 10 s doing so on a real API server).
-                svc_meta["annotations"] = {"pulumi.com/skipAwait": "true"}
             svc_spec: Any = {"type": "ClusterIP", "selector": role_selector,
                              "ports": [{"name": PORT_NAME, "port": PORT, "targetPort": PORT_NAME, "protocol": "TCP"}]}
             self.services[service_name] = k8s.core.v1.Service(
