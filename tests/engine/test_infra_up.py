@@ -47,10 +47,10 @@ def canary(engine: Engine) -> KubernetesTarget:
 
 def owned(engine: Engine) -> list[str]:
     """Every object labelled part of openbell (as the program labels all it declares), that still exists."""
-    from kubernetes import dynamic
+    from tests.kubernetes.stack import fresh_dynamic
 
     found = []
-    client = dynamic.DynamicClient(engine.api)
+    client = fresh_dynamic(engine.api)
     for kind, api_version in (("Namespace", "v1"), ("Deployment", "apps/v1"), ("Service", "v1"),
                               ("StorageClass", "storage.k8s.io/v1"), ("NodePool", "karpenter.sh/v1"),
                               ("HTTPRoute", "gateway.networking.k8s.io/v1"), ("Kafka", "kafka.strimzi.io/v1beta2"),

@@ -166,12 +166,23 @@ def data_tier_standins(apps_namespace: str = "openbell") -> list[dict[str, Any]]
     ]
 
 
+def fresh_dynamic(api_client: Any) -> Any:
+    """A dynamic client that discovers the API now. The default one keeps discovery in a file named after the
+    server's address and trusts it while it holds a kind: a cluster restarted at the same address without a CRD
+    (the engine suite's Strimzi kinds) would still be said to serve it."""
+    import tempfile
+
+    from kubernetes.dynamic import DynamicClient
+
+    with tempfile.TemporaryDirectory(prefix="openbell-discovery-") as directory:
+        return DynamicClient(api_client, cache_file=str(Path(directory) / "discovery.json"))
+
+
 def apply(api_client: Any, objs: list[dict[str, Any]]) -> None:
     """Create each object, or replace it when it exists (through the dynamic client: any kind, CRs too)."""
-    from kubernetes.dynamic import DynamicClient
     from kubernetes.dynamic.exceptions import ConflictError
 
-    dyn = DynamicClient(api_client)
+    dyn = fresh_dynamic(api_client)
     for obj in objs:
         res = dyn.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
         ns = obj["metadata"].get("namespace")

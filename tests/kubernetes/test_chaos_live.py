@@ -373,10 +373,8 @@ def test_the_allow_list_refuses_a_context_not_on_it_and_nothing_changes(live: Li
 def test_kafka_broker_loss_fails_fast_naming_strimzi_whose_crd_is_not_here(live: Live) -> None:
     from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
-    from kubernetes import dynamic
-
     with pytest.raises(ResourceNotFoundError):  # no Strimzi CRD: the API server has no Kafka kind to dry-run
-        dynamic.DynamicClient(live.kube.api).resources.get(api_version="kafka.strimzi.io/v1beta2", kind="Kafka")
+        stack.fresh_dynamic(live.kube.api).resources.get(api_version="kafka.strimzi.io/v1beta2", kind="Kafka")
     brokers = _uids(live.kube.pods("kafka", "strimzi.io/cluster=openbell"))
     started = time.monotonic()
     run = live.run("kafka-broker-loss")

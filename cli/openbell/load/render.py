@@ -70,6 +70,7 @@ def object_name(profile: Profile) -> str:
 def apply(objects: list[dict[str, Any]], kubeconfig: str | None) -> list[str]:
     """Create or replace the objects on the cluster of the kubeconfig (clear error without one)."""
     import os
+    import tempfile
 
     from openbell.errors import UnreachableError
 
@@ -92,7 +93,10 @@ def apply(objects: list[dict[str, Any]], kubeconfig: str | None) -> list[str]:
 
     applied = []
     try:
-        dyn = DynamicClient(client.ApiClient())
+        # Discovery now, not from the file the client keeps per server address: that file still lists kinds a
+        # cluster restarted at the same address no longer serves.
+        with tempfile.TemporaryDirectory(prefix="openbell-discovery-") as directory:
+            dyn = DynamicClient(client.ApiClient(), cache_file=os.path.join(directory, "discovery.json"))
         for obj in objects:
             meta = obj["metadata"]
             what = f"{obj['kind']}/{meta['name']} in namespace {meta.get('namespace')}"
