@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from openbell.sandbox.processes import cpu_seconds, process_group
+from openbell import proc
 
 ROOT = Path(__file__).resolve().parents[1]
 OPENBELL = [sys.executable, "-m", "openbell"]
@@ -32,7 +32,7 @@ WSBENCH = ROOT / "build" / "bin" / "wsbench"
 
 def group_cpu(pgid: int) -> float:
     """CPU seconds of every live process in a process group (a component and its children)."""
-    return sum(cpu_seconds(pid) for pid in process_group(pgid))
+    return sum(s.cpu_seconds for s in proc.stats() if s.pgid == pgid and s.alive)
 
 
 def main() -> None:

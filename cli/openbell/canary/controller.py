@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from openbell import child
 from openbell.canary import machine
 from openbell.canary.gates import Gates
 from openbell.canary.machine import Action, Churn, Observation, Promote, RollBack, Rollout, SetWeight
@@ -225,7 +226,7 @@ class Controller:
 
     def _drive(self, rollout: Rollout, actions: list[Action]) -> Rollout:
         self.current = rollout
-        with _interrupts_raise():
+        with child.interrupts_raise(lambda signum: Interrupted(signal.Signals(signum).name)):
             try:
                 if rollout.phase == "starting":
                     self._baseline(fresh=True)
@@ -286,7 +287,7 @@ class Controller:
         rollout = self.current
         if rollout is None or rollout.done:
             return
-        with _interrupts_ignored():
+        with child.interrupts_ignored():
             try:
                 rollout, actions = machine.abort(rollout, self.clock(), f"controller error: {exc}")
                 self.save(rollout)
@@ -369,7 +370,7 @@ class Controller:
 
     def _carry_out(self, rollout: Rollout, actions: list[Action]) -> Rollout:
         """Promotion or rollback, shielded from Ctrl-C, then the end state verified."""
-        with _interrupts_ignored():
+        with child.interrupts_ignored():
             for action in actions:
                 if isinstance(action, RollBack):
                     self.target.rollback()
@@ -386,8 +387,7 @@ class Controller:
 
     def _interrupted(self) -> Rollout:
         # A second Ctrl-C from here on must not cut the rollback short (restored when _drive returns).
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_IGN)
+        child.ignore_interrupts()
         rollout = self.current
         assert rollout is not None
         now = self.clock()
@@ -435,27 +435,3 @@ def _safe_traffic(target: CanaryTarget) -> Traffic | None:
 
 def _owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-@contextlib.contextmanager
-def _interrupts_raise() -> Iterator[None]:
-    """SIGINT and SIGTERM raise Interrupted in the main thread while the rollout progresses."""
-    def handler(signum: int, frame: object) -> None:
-        raise Interrupted(signal.Signals(signum).name)
-
-    saved = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, previous in saved.items():
-            signal.signal(sig, previous)
-
-
-@contextlib.contextmanager
-def _interrupts_ignored() -> Iterator[None]:
-    saved = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, previous in saved.items():
-            signal.signal(sig, previous)

@@ -16,7 +16,6 @@ import signal as signals
 import threading
 import time
 import uuid
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from openbell.chaos import target
@@ -263,11 +262,10 @@ def _alive(record: ProcessRecord) -> bool:
 
 def _stopped(pid: int) -> bool:
     """True when the process is stopped by a signal (state T in /proc)."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return raw[raw.rindex(")") + 2:].split()[0] == "T"
+    from openbell import proc
+
+    s = proc.stat(pid)
+    return s is not None and s.stopped
 
 
 def _signal_group(record: ProcessRecord, sig: int) -> None:

@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from openbell import child
 from openbell.chaos import controls, journal
 from openbell.chaos.catalogue import Experiment
 from openbell.chaos.target import SLO_ENV
@@ -184,29 +184,28 @@ def run(experiment: Experiment, options: RunOptions, on_progress: Callable[[Live
     started = time.monotonic()
     interrupted = False
     with open(log_path, "wb") as log:
-        # Its own session: the terminal's Ctrl-C reaches openbell only, which hands chaos one SIGINT.
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=_env(chaos_env(options)), start_new_session=True)
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        # Its own session (openbell.child): the terminal's Ctrl-C reaches openbell only, which hands chaos one
+        # SIGINT; SIGTERM stops it the same way.
+        proc = child.start(argv, stdout=log, env=_env(chaos_env(options)))
         events = _Tail(options.workdir / "events.jsonl")
         try:
-            while proc.poll() is None:
-                time.sleep(0.2)
-                live.elapsed_s = time.monotonic() - started
-                for event in events.read():
-                    _apply(live, event)
-                on_progress(live)
-                if live.elapsed_s > options.timeout_s:
-                    raise KeyboardInterrupt
+            with child.interrupts_raise():
+                while proc.poll() is None:
+                    time.sleep(0.2)
+                    live.elapsed_s = time.monotonic() - started
+                    for event in events.read():
+                        _apply(live, event)
+                    on_progress(live)
+                    if live.elapsed_s > options.timeout_s:
+                        raise KeyboardInterrupt
         except KeyboardInterrupt:
             interrupted = True
             live.phase = "interrupted: rollbacks"
             on_progress(live)
-            _stop(proc, options.grace_s)
         finally:
-            if proc.poll() is None:
-                _stop(proc, options.grace_s)
-            signal.signal(signal.SIGTERM, previous)
+            # One SIGINT: chaos marks the run interrupted and plays the rollbacks (a second one would make it
+            # skip the rest, so further Ctrl-C are ignored meanwhile); killed after the grace period.
+            child.stop(proc, options.grace_s)
     elapsed = time.monotonic() - started
     doc = _load_journal(options.journal_path)
     if doc is None:
@@ -222,27 +221,6 @@ def run(experiment: Experiment, options: RunOptions, on_progress: Callable[[Live
         reading = _with_record(reading, options.workdir / "safeguard.json")
     verdict, code = journal.judge(reading, interrupted_by_user=interrupted)
     return RunResult(experiment, verdict, code, options.journal_path, log_path, reading, interrupted, elapsed)
-
-
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-def _stop(proc: subprocess.Popen[bytes], grace_s: float) -> None:
-    """One SIGINT: chaos marks the run interrupted and plays the rollbacks. Further Ctrl-C are ignored while it
-    does (a second SIGINT would make chaos skip the remaining rollbacks); after `grace_s` it is killed."""
-    if proc.poll() is not None:
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _load_journal(path: Path) -> dict[str, Any] | None:

@@ -17,15 +17,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from openbell import child
 from openbell.gameday.events import Event, Listener
 from openbell.gameday.plan import CanaryPhase, ChaosPhase, LoadPhase, Phase, Plan, SloPhase
 from openbell.slo.verdict import Verdict
@@ -109,7 +109,6 @@ class Gameday:
     last_gate: Verdict | None = None
     unhealthy: list[Burning] = field(default_factory=list)
     canary_grace_until: float | None = None
-    _signal_count: int = 0
 
     # -- the loop ------------------------------------------------------------------------------------
 
@@ -127,11 +126,13 @@ class Gameday:
         if unhealthy:
             return self._unhealthy(unhealthy, now)
         next_gate = self.clock()
-        with self._signals():
+        # Ctrl-C and SIGTERM only set a flag the loop reads: a signal can never land half way through starting
+        # or stopping a phase, and a second one cannot cut the rollbacks short.
+        with child.Interrupts() as signals:
             try:
                 while any(r.state != "done" for r in self.runs):
                     now = self.clock()
-                    if self._signal_count and not self.interrupted:
+                    if signals.seen and not self.interrupted:
                         self._interrupt()
                     self._reap(now)
                     if now >= next_gate and not self.stopping:
@@ -174,22 +175,6 @@ class Gameday:
         self.stopping = "interrupted (Ctrl-C or SIGTERM)"
         self._event(None, "interrupt", "interrupted: stopping every running phase (rollbacks run first); "
                     "further Ctrl-C is ignored until they are done", "critical")
-
-    @contextlib.contextmanager
-    def _signals(self) -> Iterator[None]:
-        """Ctrl-C and SIGTERM only set a flag the loop reads: a signal can never land half way through
-        starting or stopping a phase, and a second one cannot cut the rollbacks short."""
-        self._signal_count = 0
-
-        def handler(signum: int, frame: object) -> None:
-            self._signal_count += 1
-
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for s, h in previous.items():
-                signal.signal(s, h)
 
     def _drain(self) -> None:
         while any(r.state != "done" for r in self.runs):
@@ -238,8 +223,7 @@ class Gameday:
             with open(run.stdout, "wb") as out, open(run.log, "wb") as err:
                 err.write(("$ " + " ".join(argv[1:]) + "\n").encode())
                 err.flush()
-                run.proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                            start_new_session=True, env=self._env())
+                run.proc = child.start(argv, stdout=out, stderr=err, env=self._env())
         except OSError as exc:
             run.state, run.finished_at, run.outcome = "done", self.clock(), "error"
             run.reason = f"could not start {argv[0]}: {exc}"
@@ -426,7 +410,7 @@ class Gameday:
                 elif now - run.signalled_at > self.grace_s and run.proc is not None and run.proc.poll() is None:
                     self._event(run.phase.name, "kill", f"{run.phase.name}: did not stop within {self.grace_s:g}s; "
                                 "killed with what it started", "critical")
-                    kill_tree(run.proc.pid)
+                    child.kill_tree(run.proc.pid)
                     run.proc.wait()
                     if isinstance(run.phase.action, CanaryPhase):
                         self._abort_canary(run.phase.action)
@@ -447,8 +431,7 @@ class Gameday:
         run.signalled_at = now
         if run.proc is not None and run.proc.poll() is None:
             self._event(run.phase.name, "stop", f"{run.phase.name}: SIGINT (roll back / stop)", "warning")
-            with contextlib.suppress(ProcessLookupError):
-                run.proc.send_signal(signal.SIGINT)
+            child.interrupt(run.proc)
 
     # -- events and the end --------------------------------------------------------------------------
 
@@ -599,22 +582,3 @@ def _last_line(log: Path | None) -> str:
     except OSError:
         return ""
     return lines[-1] if lines else ""
-
-
-def kill_tree(pid: int) -> None:
-    """SIGKILL a process and every descendant, also those in sessions of their own (k6, chaostoolkit)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-        except (OSError, IndexError, ValueError):
-            continue
-    tree, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        tree.append(current)
-        todo.extend(children.get(current, []))
-    for member in tree:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(member, signal.SIGKILL)

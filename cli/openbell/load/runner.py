@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -18,10 +17,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from openbell import child
 from openbell.errors import OpenbellError, SpecError, UnreachableError
 from openbell.load.catalogue import Profile
 from openbell.load.summary import TREND_STATS, LoadSummary, read
-from openbell.sandbox.processes import with_niceness
 from openbell.slo.verdict import Verdict
 
 # On the platform's own machine k6 runs at a lowered priority: under contention it yields the cores to the
@@ -33,6 +32,7 @@ K6_NICENESS = 5
 K6_THRESHOLDS_FAILED = 99
 K6_EXTERNAL_ABORT = 105
 K6_SCRIPT_ERRORS = {104, 107, 108}  # invalid config, script exception, script aborted
+K6_STOP_GRACE_S = 30.0  # k6 stops its VUs, runs teardown and writes its summary within this
 
 
 @dataclass(frozen=True)
@@ -167,36 +167,33 @@ def run(profile: Profile, target: Target, options: RunOptions,
     argv.append(str(profile.path))
     env = {**os.environ, "K6_NO_USAGE_REPORT": "true"}
     if target.on_this_machine:
-        argv = with_niceness(argv, K6_NICENESS)
+        argv = child.with_niceness(argv, K6_NICENESS)
     options.summary_path.unlink(missing_ok=True)
     options.log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     result = RunResult(returncode=-1, summary=None, elapsed_s=0.0)
     with open(options.log_path, "wb") as log:
-        # Its own session: a terminal's Ctrl-C reaches us, and we hand k6 one SIGINT (graceful stop with a
-        # summary) rather than the whole process group getting it twice.
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, env=env)
+        # Its own session (openbell.child): Ctrl-C reaches us, and k6 gets one SIGINT (a graceful stop with a
+        # summary); SIGTERM (a CI job's timeout) stops it the same way.
+        proc = child.start(argv, stdout=log, env=env)
         next_gate = started + options.gate_interval_s
         live = LivePoller(api_port)
-        # SIGTERM (a CI job's timeout) stops k6 like Ctrl-C does: k6 has its own session and would run on.
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
-            while proc.poll() is None:
-                time.sleep(0.5)
-                on_progress(live(time.monotonic() - started))
-                if options.gate is not None and time.monotonic() >= next_gate and proc.poll() is None:
-                    next_gate = time.monotonic() + options.gate_interval_s
-                    verdict = options.gate()
-                    result.gate_checks.append(verdict)
-                    if verdict.outcome == "fail":
-                        result.stopped_by_gate = verdict
-                        _stop(proc)
+            with child.interrupts_raise():
+                while proc.poll() is None:
+                    time.sleep(0.5)
+                    on_progress(live(time.monotonic() - started))
+                    if options.gate is not None and time.monotonic() >= next_gate and proc.poll() is None:
+                        next_gate = time.monotonic() + options.gate_interval_s
+                        verdict = options.gate()
+                        result.gate_checks.append(verdict)
+                        if verdict.outcome == "fail":
+                            result.stopped_by_gate = verdict
+                            child.stop(proc, K6_STOP_GRACE_S)
         except KeyboardInterrupt:
             result.interrupted = True
         finally:
-            _stop(proc)  # whatever happened here, k6 does not outlive the run
-            signal.signal(signal.SIGTERM, previous)
+            child.stop(proc, K6_STOP_GRACE_S)  # whatever happened here, k6 does not outlive the run
             live.close()
     result.returncode = proc.returncode
     result.elapsed_s = time.monotonic() - started
@@ -210,10 +207,6 @@ def run(profile: Profile, target: Target, options: RunOptions,
     return result
 
 
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def safe_gate(gate: Callable[[], Verdict]) -> Callable[[], Verdict]:
     """The gate, with a Prometheus that cannot be asked turned into an inconclusive answer (a load run
     does not end in a traceback, or leave k6 running, because the gate's source went away)."""
@@ -225,18 +218,6 @@ def safe_gate(gate: Callable[[], Verdict]) -> Callable[[], Verdict]:
             return Verdict("inconclusive", (f"SLO gate could not be asked: {exc}",))
 
     return ask
-
-
-def _stop(proc: subprocess.Popen[bytes], grace_s: float = 30.0) -> None:
-    """One SIGINT: k6 stops its VUs, runs teardown and writes the summary; a second Ctrl-C kills it."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=grace_s)
-    except (subprocess.TimeoutExpired, KeyboardInterrupt):
-        proc.kill()
-        proc.wait()
 
 
 class LivePoller:

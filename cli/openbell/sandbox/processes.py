@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from openbell import proc
+from openbell.child import with_niceness
 
 TAG = "OPENBELL_SANDBOX"
 
@@ -31,56 +33,18 @@ class ProcessRecord:
         return {"pid": self.pid, "start_ticks": self.start_ticks}
 
 
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may contain spaces and parentheses: split after its closing one.
-    return raw[raw.rindex(")") + 2 :].split()
-
-
 def start_ticks(pid: int) -> int | None:
     """The process' start time in clock ticks since boot (field 22 of /proc/<pid>/stat), None if gone."""
-    fields = _stat_fields(pid)
-    return int(fields[19]) if fields else None
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a live process has used, all its threads included (0 when it is gone)."""
-    fields = _stat_fields(pid)
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") if fields else 0.0
-
-
-def process_group(pgid: int) -> list[int]:
-    """Live (non-zombie) members of a process group."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            fields = _stat_fields(int(entry.name))
-            if fields and fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
-                members.append(int(entry.name))
-    return members
+    s = proc.stat(pid)
+    return s.start_ticks if s else None
 
 
 def is_running(record: ProcessRecord) -> bool:
     """True while the recorded process (not a reused pid) exists and is not a zombie."""
     with contextlib.suppress(ChildProcessError):
         os.waitpid(record.pid, os.WNOHANG)  # reap it if it was our child and has exited
-    fields = _stat_fields(record.pid)
-    if fields is None or fields[0] in ("Z", "X"):
-        return False
-    return int(fields[19]) == record.start_ticks
-
-
-def with_niceness(argv: Sequence[str], niceness: int) -> list[str]:
-    """`argv` run at `niceness` (every thread it ever starts inherits it), through coreutils' `nice`, which
-    execs the program (same pid, same start time). A raise the user may not make (a negative value without
-    root or CAP_SYS_NICE) only prints a warning into the log and runs the program at the usual priority."""
-    nice = shutil.which("nice")
-    if niceness == 0 or nice is None:
-        return list(argv)
-    return [nice, "-n", str(niceness), *argv]
+    s = proc.stat(record.pid)
+    return s is not None and s.alive and s.start_ticks == record.start_ticks
 
 
 def spawn(
@@ -98,13 +62,13 @@ def spawn(
     with open(log, "ab") as out:
         out.write(f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} start: {' '.join(argv)}\n".encode())
         out.flush()
-        proc = subprocess.Popen(
+        popen = subprocess.Popen(
             with_niceness(argv, niceness), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=full_env,
             cwd=cwd, start_new_session=True, close_fds=True, user=user, group=user,
             extra_groups=[] if user else None,
         )
-    ticks = start_ticks(proc.pid)
-    return ProcessRecord(proc.pid, ticks if ticks is not None else -1)
+    ticks = start_ticks(popen.pid)
+    return ProcessRecord(popen.pid, ticks if ticks is not None else -1)
 
 
 def stop(record: ProcessRecord, sig: int = signal.SIGTERM, timeout_s: float = 15.0) -> bool:
@@ -146,7 +110,7 @@ def _kill_group_leftovers(pgid: int, timeout_s: float = 2.0) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
     deadline = time.monotonic() + timeout_s
-    while process_group(pgid) and time.monotonic() < deadline:
+    while proc.group(pgid) and time.monotonic() < deadline:
         time.sleep(0.01)
 
 
@@ -154,17 +118,12 @@ def tagged_processes(home: Path) -> list[int]:
     """Pids of live processes started by the sandbox at `home` (found by the environment tag)."""
     needle = f"{TAG}={home}".encode()
     pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+    for pid in proc.pids():
+        if pid == os.getpid() or needle not in (proc.environ(pid) or ()):
             continue
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        if needle in environ.split(b"\0"):
-            fields = _stat_fields(int(entry.name))
-            if fields and fields[0] not in ("Z", "X"):
-                pids.append(int(entry.name))
+        s = proc.stat(pid)
+        if s is not None and s.alive:
+            pids.append(pid)
     return pids
 
 
