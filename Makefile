@@ -60,12 +60,14 @@ run: setup
 test: setup kube pulumi
 	$(BIN)/ruff check cli services infra tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	cd services/gateway && go vet ./... && go test ./...
 	$(BIN)/pytest -q
 
 lint: setup
 	$(BIN)/ruff check cli services infra tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	cd services/gateway && go vet ./...
 
 bench: setup

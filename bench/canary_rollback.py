@@ -424,7 +424,7 @@ def finish(ctx: Context, record: dict[str, Any], version: str, started: float, o
 
 
 def _seconds(text: str) -> float:
-    from openbell.slo.durations import parse_duration_s
+    from openbell.durations import parse_duration_s
 
     return parse_duration_s(text)
 

@@ -1,6 +1,6 @@
 import pytest
 
-from openbell.slo.durations import human_duration, parse_duration_s, promql_duration
+from openbell.durations import human_duration, parse_duration_s, promql_duration
 
 
 @pytest.mark.parametrize(("text", "seconds"), [

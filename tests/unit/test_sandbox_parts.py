@@ -121,7 +121,8 @@ def test_state_round_trips_and_a_corrupt_file_is_named(tmp_path: Path) -> None:
 
 
 def test_the_kafka_version_the_sandbox_expects_is_the_one_maven_fetches() -> None:
-    from openbell.sandbox.layout import KAFKA_VERSION, repo_root
+    from openbell.paths import repo_root
+    from openbell.sandbox.layout import KAFKA_VERSION
 
     pom = (repo_root() / "services" / "kafka" / "pom.xml").read_text()
     assert f"<kafka.version>{KAFKA_VERSION}</kafka.version>" in pom

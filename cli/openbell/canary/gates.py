@@ -18,9 +18,9 @@ from typing import Any
 
 from openbell.canary.judge import MetricResult, judge_metric
 from openbell.canary.services import CanaryService
+from openbell.durations import human_duration, promql_duration
 from openbell.metrics.prometheus import PrometheusClient, QueryError, QueryTimeout
 from openbell.slo.burning import Burning, burning
-from openbell.slo.durations import human_duration, promql_duration
 from openbell.slo.evaluate import evaluate
 from openbell.slo.model import SLO, ThresholdSLI
 from openbell.slo.promql import error_ratio, event_rate

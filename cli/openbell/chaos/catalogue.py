@@ -43,7 +43,7 @@ def experiments_dir(explicit: str | Path | None = None) -> Path:
     env = os.environ.get("OPENBELL_EXPERIMENTS")
     if env:
         return Path(env)
-    from openbell.sandbox.layout import repo_root
+    from openbell.paths import repo_root
 
     return repo_root() / "experiments"
 

@@ -125,9 +125,9 @@ def burn_rate(slo: str, window: str = "5m", slo_paths: str | list[str] | None = 
     """The burn rate of the SLO named `slo` over `window` (its error ratio / its error budget; the worst group)
     and the budget left over its period. `ok` when there is data and it is within `max_burn_rate` and
     `min_budget_remaining` (each checked only when given)."""
+    from openbell.durations import parse_duration_s
     from openbell.metrics.prometheus import PrometheusClient, QueryError, QueryTimeout
     from openbell.slo.burn import budget_remaining, is_number
-    from openbell.slo.durations import parse_duration_s
     from openbell.slo.loader import load_slos
     from openbell.slo.promql import error_ratio
 

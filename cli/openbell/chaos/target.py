@@ -64,7 +64,7 @@ def slo_paths(declared: str | list[str] | None) -> list[Path]:
         raw = [str(p) for p in declared or []]
     if not raw:
         raise SpecError("slo_paths", "", "expected at least one SLO file or folder (e.g. slo/)")
-    from openbell.sandbox.layout import repo_root
+    from openbell.paths import repo_root
 
     resolved = []
     for text in raw:

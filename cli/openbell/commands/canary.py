@@ -64,7 +64,7 @@ def parse_steps(text: str) -> tuple[int, ...]:
 
 
 def _duration(option: str, text: str) -> float:
-    from openbell.slo.durations import parse_duration_s
+    from openbell.durations import parse_duration_s
 
     try:
         value = parse_duration_s(text)

@@ -276,7 +276,7 @@ def _render(result: RunResult, target: str) -> None:
         out.print(table)
     guard = verdict.figures.get("safeguard") or {}
     if guard.get("burning"):
-        from openbell.slo.durations import human_duration
+        from openbell.durations import human_duration
 
         table = Table(title="SLO figures that tripped the safeguard")
         for col in ("slo", "windows", "burn rate (long / short)", "threshold", "budget left"):

@@ -74,10 +74,10 @@ def run(
     """
     import tempfile
 
+    from openbell.durations import parse_duration_s
     from openbell.load.catalogue import find, profiles_dir
     from openbell.load.runner import RunOptions, check_reachable, planned_duration_s, resolve_target, safe_gate
     from openbell.load.thresholds import thresholds_for
-    from openbell.slo.durations import parse_duration_s
 
     profile = find(profile_name, profiles_dir(profiles))
     _positive("--scale", scale)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from openbell.slo.durations import human_duration
+from openbell.durations import human_duration
 
 if TYPE_CHECKING:
     from rich.table import Table

@@ -31,7 +31,7 @@ def _layout(home: Path | None) -> Layout:
 
 
 def _duration(option: str, text: str) -> float:
-    from openbell.slo.durations import parse_duration_s
+    from openbell.durations import parse_duration_s
 
     try:
         return parse_duration_s(text)

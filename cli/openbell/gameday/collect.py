@@ -122,7 +122,7 @@ def _shortest(slo: SLO) -> float:
 
 
 def _human(seconds: float) -> str:
-    from openbell.slo.durations import human_duration
+    from openbell.durations import human_duration
 
     return human_duration(seconds)
 

@@ -35,8 +35,8 @@ from typing import Any, Literal
 
 import yaml
 
+from openbell.durations import parse_duration_s
 from openbell.errors import SpecError, UsageError
-from openbell.slo.durations import parse_duration_s
 
 API_VERSION = "openbell/v1"
 KIND = "Gameday"

@@ -196,7 +196,7 @@ def calibration_dir() -> Path:
     env = os.environ.get("OPENBELL_CALIBRATION_DIR")
     if env:
         return Path(env).expanduser().resolve()
-    from openbell.sandbox.layout import cache_dir
+    from openbell.paths import cache_dir
 
     return cache_dir() / "calibration"
 
@@ -312,7 +312,7 @@ def _ratios(client: Any, slos: list[SLO], t0: float, t1: float) -> dict[str, dic
 
 def key_for(profile: Any, settings: Settings) -> str:
     """This machine's, this code's and this profile's calibration key."""
-    from openbell.sandbox.layout import repo_root
+    from openbell.paths import repo_root
 
     lib = profile.path.parent / "lib" / "trader.js"
     profile_files = [profile.path, *([lib] if lib.is_file() else [])]

@@ -28,7 +28,7 @@ def profiles_dir(explicit: str | Path | None = None) -> Path:
     env = os.environ.get("OPENBELL_PROFILES")
     if env:
         return Path(env)
-    from openbell.sandbox.layout import repo_root
+    from openbell.paths import repo_root
 
     return repo_root() / "loadprofiles"
 

@@ -49,7 +49,7 @@ def _state_root() -> Path:
 
 
 def _cache_root() -> Path:
-    from openbell.sandbox.layout import cache_dir
+    from openbell.paths import cache_dir
 
     return cache_dir() / f"kubernetes-v{K8S_VERSION}"
 

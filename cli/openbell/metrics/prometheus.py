@@ -7,32 +7,14 @@ one that times out (on either side) raises QueryTimeout, which callers treat as 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from openbell.errors import OpenbellError, UnreachableError
+from openbell.errors import UnreachableError
+from openbell.metrics.types import QueryError, QueryTimeout, Sample, Series
 
-
-class QueryError(OpenbellError):
-    """Prometheus refused the query (bad PromQL, wrong types)."""
-
-
-class QueryTimeout(OpenbellError):
-    """The query did not complete in time."""
-
-
-@dataclass(frozen=True)
-class Sample:
-    labels: dict[str, str]
-    value: float  # NaN is kept: it means 0/0, e.g. no traffic in the window
-
-
-@dataclass(frozen=True)
-class Series:
-    labels: dict[str, str]
-    points: list[tuple[float, float]]  # (unix seconds, value)
+__all__ = ["PrometheusClient", "QueryError", "QueryTimeout", "Sample", "Series"]
 
 
 class PrometheusClient:
@@ -96,7 +78,7 @@ class PrometheusClient:
     def scrape_interval_s(self, job: str) -> float | None:
         """The longest scrape interval among the active targets of `job` (what a rate window must span);
         None when Prometheus scrapes no target of that job."""
-        from openbell.slo.durations import parse_duration_s
+        from openbell.durations import parse_duration_s
 
         data = self._get("/api/v1/targets", {"state": "active"})
         found = []

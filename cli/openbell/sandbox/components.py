@@ -20,6 +20,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from openbell import paths
 from openbell.errors import UnreachableError
 from openbell.sandbox import configs, layout, probes
 from openbell.sandbox.layout import Layout
@@ -436,8 +437,8 @@ class Prometheus(Component):
 
         cfg = ctx.layout.config
         rules = cfg / "slo-rules.yaml"
-        slo_dir = layout.repo_root() / "slo"
-        runbooks = "file://" + str(layout.repo_root() / "runbooks") + "/"
+        slo_dir = paths.repo_root() / "slo"
+        runbooks = "file://" + str(paths.repo_root() / "runbooks") + "/"
         rules.write_text(dump(generate(load_slos([slo_dir]), RuleOptions(runbook_base_url=runbooks))))
         targets = cfg / "targets"
         targets.mkdir(exist_ok=True)

@@ -13,14 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from openbell.errors import UnreachableError
+from openbell.paths import cache_dir, repo_root
 
 KAFKA_VERSION = "4.1.0"
 PG_MAJOR = "15"
-
-
-def repo_root() -> Path:
-    """The source tree openbell runs from (slo/, services/, build/ live there)."""
-    return Path(__file__).resolve().parents[3]
 
 
 def default_home() -> Path:
@@ -30,15 +26,6 @@ def default_home() -> Path:
         return Path(env).expanduser().resolve()
     state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(state).expanduser().resolve() / "openbell" / "sandbox"
-
-
-def cache_dir() -> Path:
-    """`$OPENBELL_CACHE`, else `$XDG_CACHE_HOME/openbell`: downloaded artifacts (Kafka's jars)."""
-    env = os.environ.get("OPENBELL_CACHE")
-    if env:
-        return Path(env).expanduser().resolve()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser().resolve() / "openbell"
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from openbell.metrics.prometheus import PrometheusClient
-from openbell.slo.durations import human_duration
+from openbell.durations import human_duration
+from openbell.metrics.types import Source
 from openbell.slo.evaluate import GroupResult, decide, evaluate, read_slo
 from openbell.slo.model import SLO
 
@@ -80,7 +80,7 @@ def runbook_path(slo: SLO, relative_to: Path | None = None) -> str | None:
     return os.path.relpath((base / slo.runbook).resolve(), (relative_to or Path.cwd()).resolve())
 
 
-def burning(client: PrometheusClient, slos: list[SLO], severity: str = "page", now: float | None = None,
+def burning(client: Source, slos: list[SLO], severity: str = "page", now: float | None = None,
             resolution_s: float = 1.0) -> list[Burning]:
     """Every SLO series failing the gate at `now` (default: the present), with the instant its burn began."""
     at = time.time() if now is None else now
@@ -95,7 +95,7 @@ def burning(client: PrometheusClient, slos: list[SLO], severity: str = "page", n
     return out
 
 
-def _still_burning(client: PrometheusClient, result: GroupResult, severity: str) -> Callable[[float], bool]:
+def _still_burning(client: Source, result: GroupResult, severity: str) -> Callable[[float], bool]:
     def burning_at(t: float) -> bool:
         return any(g.group == result.group and g.outcome == "fail"
                    for g in decide(read_slo(client, result.slo, severity, at=t), severity))

@@ -12,10 +12,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from openbell.durations import human_duration
 from openbell.errors import UnreachableError
-from openbell.metrics.prometheus import PrometheusClient, QueryError, QueryTimeout
+from openbell.metrics.types import QueryError, QueryTimeout, Source
 from openbell.slo.burn import budget_remaining, is_number
-from openbell.slo.durations import human_duration
 from openbell.slo.model import SLO
 from openbell.slo.promql import error_ratio, event_rate, sample_count
 from openbell.slo.rules import min_events_for, min_samples_for
@@ -85,7 +85,7 @@ def pairs_for(slo: SLO, severity: str) -> list[WindowPair]:
     return [p for p in window_pairs(slo.period_s) if p.severity in severities_for(severity)]
 
 
-def read_slo(client: PrometheusClient, slo: SLO, severity: str = "page", at: float | None = None) -> SLOReadings:
+def read_slo(client: Source, slo: SLO, severity: str = "page", at: float | None = None) -> SLOReadings:
     """Query every window the chosen severities need, the long windows' event counts, and the period."""
     pairs = pairs_for(slo, severity)
     windows = sorted({w for p in pairs for w in (p.long_window_s, p.short_window_s)})
@@ -103,7 +103,7 @@ def read_slo(client: PrometheusClient, slo: SLO, severity: str = "page", at: flo
     return SLOReadings(slo, ratios, events, period, samples)
 
 
-def _read(client: PrometheusClient, promql: str, slo: SLO, at: float | None) -> Reading:
+def _read(client: Source, promql: str, slo: SLO, at: float | None) -> Reading:
     try:
         samples = client.query(promql, at=at)
     except (QueryTimeout, QueryError) as exc:
@@ -244,7 +244,7 @@ def _json(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else round(value, 10)
 
 
-def evaluate(client: PrometheusClient, slos: list[SLO], severity: str = "page",
+def evaluate(client: Source, slos: list[SLO], severity: str = "page",
              at: float | None = None) -> tuple[Verdict, list[GroupResult]]:
     """Fetch, then decide, for every SLO: the gate every risky action asks."""
     results: list[GroupResult] = []

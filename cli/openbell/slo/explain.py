@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from openbell.slo.durations import human_duration
+from openbell.durations import human_duration
 from openbell.slo.model import SLO
 from openbell.slo.promql import threshold_resolution_s
 from openbell.slo.rules import min_events_for, min_samples_for

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from openbell.durations import parse_duration_s
 from openbell.errors import SpecError
-from openbell.slo.durations import parse_duration_s
 from openbell.slo.model import SLI, SLO, Alerting, RatioSLI, ThresholdSLI
 from openbell.slo.reader import Node
 from openbell.slo.validate import FieldPaths, check_slo

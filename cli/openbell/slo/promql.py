@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from openbell.slo.durations import promql_duration
+from openbell.durations import promql_duration
 from openbell.slo.model import SLO, LatencySLI, RatioSLI, ThresholdSLI
 
 WINDOW_PLACEHOLDER = re.compile(r"\{\{\s*\.window\s*\}\}")

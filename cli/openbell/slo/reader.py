@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from openbell.durations import parse_duration_s
 from openbell.errors import SpecError
-from openbell.slo.durations import parse_duration_s
 
 _MISSING = object()
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from openbell.durations import human_duration, promql_duration
 from openbell.slo.burn import default_min_events
-from openbell.slo.durations import human_duration, promql_duration
 from openbell.slo.model import SLO, ThresholdSLI
 from openbell.slo.promql import error_ratio, event_rate, sample_count
 from openbell.slo.windows import WindowPair, window_pairs, windows_used

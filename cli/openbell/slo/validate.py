@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from openbell.durations import human_duration
 from openbell.errors import SpecError
-from openbell.slo.durations import human_duration
 from openbell.slo.model import SLO, LatencySLI, RatioSLI
 from openbell.slo.promql import has_window, is_bare_selector
 from openbell.slo.windows import min_period_s
