@@ -20,9 +20,10 @@ import time
 from pathlib import Path
 
 from openbell.load.catalogue import find, profiles_dir
-from openbell.load.runner import RunOptions, k6_binary, k6_env, resolve_target
+from openbell.load.runner import RunOptions, k6_binary, k6_env
 from openbell.load.thresholds import thresholds_for
 from openbell.slo.loader import load_slos
+from openbell.targets.platform import entry
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,7 +44,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     profile = find(args.profile, profiles_dir())
-    target = resolve_target("sandbox")
+    target = entry("sandbox")
     thresholds = thresholds_for(load_slos([ROOT / "slo"]))
     with tempfile.TemporaryDirectory() as tmp:
         options = RunOptions(args.scale, args.time_scale, thresholds, Path(tmp) / "s.json", Path(tmp) / "k6.log")

@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal as signals
 import threading
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from openbell.chaos import target
-from openbell.errors import OpenbellError, SpecError, UsageError
+from openbell.errors import OpenbellError, SpecError, UnreachableError
+from openbell.targets.platform import Sandbox
 
 if TYPE_CHECKING:
-    from openbell.sandbox.layout import Layout
     from openbell.sandbox.processes import ProcessRecord
 
 __all__ = ["heal", "kill", "kill_all_gateways", "network_fault", "network_heal", "restart", "resume", "stop",
@@ -38,39 +36,36 @@ def kill(component: str, signal: str = "SIGKILL", home: str | None = None) -> di
     process, as `kill -9 <pid>` would. Its children are left as a crash leaves them; `restart`/`heal`
     clean them up before starting it again."""
     sig = parse_signal(signal)
-    name, record = _running(component, home)
-    os.kill(record.pid, sig)
+    sandbox, name = _running(component, home)
+    record = _signalled(sandbox.signal(name, sig), name)
     return {"component": name, "pid": record.pid, "signal": signals.Signals(sig).name, "at": round(time.time(), 3)}
 
 
 def kill_all_gateways(signal: str = "SIGKILL", home: str | None = None) -> dict[str, Any]:
     """Every stable gateway replica at once: the harsh variant, where no replica is left to fail over to."""
-    ctx = _context(home)
-    killed = [kill(name, signal, home) for name in ctx.stable_gateways()
-              if name in ctx.state.processes and _alive(ctx.state.processes[name])]
+    sandbox = _sandbox(home)
+    killed = [kill(name, signal, home) for name in sandbox.stable_gateways() if sandbox.process(name) is not None]
     if not killed:
-        raise ActionError(f"sandbox {ctx.layout.home}: no gateway replica is running")
+        raise ActionError(f"sandbox {sandbox.home}: no gateway replica is running")
     return {"killed": killed, "at": round(time.time(), 3)}
 
 
 def stop(component: str, home: str | None = None) -> dict[str, Any]:
     """Freeze a component (SIGSTOP to its whole process group): it holds its sockets and answers nothing,
     as a process stuck in a long GC pause or on a dead disk does. `resume` undoes it."""
-    name, record = _running(component, home)
-    _signal_group(record, signals.SIGSTOP)
+    sandbox, name = _running(component, home)
+    record = _signalled(sandbox.signal(name, signals.SIGSTOP, group=True), name)
     return {"component": name, "pid": record.pid, "signal": "SIGSTOP", "at": round(time.time(), 3)}
 
 
 def resume(component: str = "all", home: str | None = None) -> dict[str, Any]:
     """SIGCONT to a stopped component (or every stopped one, "all"). Idempotent: a running or absent
     component is left alone, so it is safe in rollbacks."""
-    ctx = _context(home)
-    names = list(ctx.state.processes) if component == "all" else [_known(component, ctx)]
+    sandbox = _sandbox(home)
+    names = sandbox.running() if component == "all" else [sandbox.known(component)]
     resumed = []
     for name in names:
-        record = ctx.state.processes.get(name)
-        if record is not None and _alive(record) and _stopped(record.pid):
-            _signal_group(record, signals.SIGCONT)
+        if sandbox.frozen(name) and sandbox.signal(name, signals.SIGCONT, group=True) is not None:
             resumed.append(name)
     return {"resumed": resumed, "at": round(time.time(), 3)}
 
@@ -79,21 +74,13 @@ def restart(component: str, home: str | None = None, timeout_s: float = 120.0) -
     """Stop one component the way `sandbox down` would (its stop signal, then SIGKILL after its timeout),
     then `sandbox up`: it starts again on its port and the call returns once it (and everything else) is
     healthy. A component that is already dead is simply started."""
-    from openbell.sandbox import processes
-    from openbell.sandbox.components import platform
-
-    ctx = _context(home)
-    name = _known(component, ctx)
-    record = ctx.state.processes.get(name)
-    stopped = False
-    if record is not None and _alive(record):
-        if _stopped(record.pid):
-            _signal_group(record, signals.SIGCONT)  # a frozen process cannot handle its stop signal
-        spec = next((c for c in platform(ctx) if c.name == name), None)
-        processes.stop(record, spec.stop_signal if spec else signals.SIGTERM, spec.stop_timeout_s if spec else 15.0)
-        stopped = True
+    sandbox = _sandbox(home)
+    name = sandbox.known(component)
+    if sandbox.frozen(name):
+        sandbox.signal(name, signals.SIGCONT, group=True)  # a frozen process cannot handle its stop signal
+    stopped = sandbox.stop(name)
     started = time.monotonic()
-    _up(ctx.layout, timeout_s)
+    sandbox.up(timeout_s)
     return {"component": name, "was_running": stopped, "up_s": round(time.monotonic() - started, 3),
             "at": round(time.time(), 3)}
 
@@ -103,8 +90,7 @@ def network_fault(latency_ms: int = 0, partition: bool = False, home: str | None
     `latency_ms`, or cut the link (open connections closed, new ones refused) until `network_heal`."""
     import httpx
 
-    ctx = _context(home)
-    url = f"http://127.0.0.1:{ctx.port('kafka-proxy-admin')}/v1/fault"
+    url = f"http://127.0.0.1:{_sandbox(home).port('kafka-proxy-admin')}/v1/fault"
     try:
         answer = httpx.put(url, json={"latency_ms": int(latency_ms), "partition": bool(partition)}, timeout=5.0)
         answer.raise_for_status()
@@ -118,8 +104,7 @@ def network_heal(home: str | None = None) -> dict[str, Any]:
     has no fault to heal: `heal` restarts it clean)."""
     import httpx
 
-    ctx = _context(home)
-    url = f"http://127.0.0.1:{ctx.port('kafka-proxy-admin')}/v1/fault"
+    url = f"http://127.0.0.1:{_sandbox(home).port('kafka-proxy-admin')}/v1/fault"
     try:
         answer = httpx.delete(url, timeout=5.0)
         answer.raise_for_status()
@@ -132,12 +117,11 @@ def heal(home: str | None = None, timeout_s: float = 180.0) -> dict[str, Any]:
     """`sandbox up` semantics for the whole platform: resume whatever is frozen, lift any network fault,
     start whatever is not running, return once every component is healthy. The rollback every sandbox
     experiment ends with."""
-    lay = target.layout(home)
     resumed = resume("all", home)["resumed"]
     with contextlib.suppress(OpenbellError):
         network_heal(home)
     started = time.monotonic()
-    status = _up(lay, timeout_s)
+    status = _sandbox(home).up(timeout_s)
     return {"resumed": resumed, "state": status, "up_s": round(time.monotonic() - started, 3),
             "at": round(time.time(), 3)}
 
@@ -157,7 +141,7 @@ def submit_orders(record: str, duration_s: float = 15.0, workers: int = 2, inter
         raise SpecError("submit_orders", "duration_s/workers", "expected 0 < duration_s <= 600, 1 <= workers <= 16")
     path = orders_file(record, home)
     path.unlink(missing_ok=True)  # the check after the method must read this run's orders, not the last run's
-    url = target.endpoints(home)["market_url"] + "/v1/orders"
+    url = Sandbox(home).endpoints()["market_url"] + "/v1/orders"
     acked: dict[str, int] = {}
     errors: list[str] = []
     retried = [0]
@@ -226,68 +210,25 @@ def parse_signal(text: str | int) -> int:
     raise SpecError("signal", str(text), "expected a signal name or number, e.g. SIGKILL, SIGTERM, 9")
 
 
-def _context(home: str | None) -> Any:
-    from openbell.sandbox import supervisor
-
-    lay = target.layout(home)
-    ctx = supervisor.context(lay)
-    if not ctx.state.ports:
-        raise ActionError(f"sandbox {lay.home}: it was never started; `openbell sandbox up` first")
-    return ctx
-
-
-def _known(component: str, ctx: Any) -> str:
-    from openbell.sandbox.components import platform
-
-    names = [c.name for c in platform(ctx)] + [n for n in ctx.state.processes if n.startswith("gateway-")]
-    if component not in names:
-        raise SpecError("component", component, f"unknown sandbox component; expected one of {', '.join(names)}")
-    return component
+def _sandbox(home: str | None) -> Sandbox:
+    """The sandbox at `home`; an ActionError when it was never started (nothing to act on)."""
+    sandbox = Sandbox(home)
+    try:
+        sandbox.started()
+    except UnreachableError as exc:
+        raise ActionError(str(exc)) from None
+    return sandbox
 
 
-def _running(component: str, home: str | None) -> tuple[str, ProcessRecord]:
-    ctx = _context(home)
-    name = _known(component, ctx)
-    record = ctx.state.processes.get(name)
-    if record is None or not _alive(record):
+def _running(component: str, home: str | None) -> tuple[Sandbox, str]:
+    sandbox = _sandbox(home)
+    name = sandbox.known(component)
+    if sandbox.process(name) is None:
         raise ActionError(f"sandbox component {name} is not running (nothing to inject a fault into)")
-    return name, record
+    return sandbox, name
 
 
-def _alive(record: ProcessRecord) -> bool:
-    from openbell.sandbox import processes
-
-    return processes.is_running(record)
-
-
-def _stopped(pid: int) -> bool:
-    """True when the process is stopped by a signal (state T in /proc)."""
-    from openbell import proc
-
-    s = proc.stat(pid)
-    return s is not None and s.stopped
-
-
-def _signal_group(record: ProcessRecord, sig: int) -> None:
-    """Signal the component's process group (the sandbox starts each in its own session, so its group is its
-    pid) when it leads one, else only the process."""
-    with contextlib.suppress(ProcessLookupError):
-        if os.getpgid(record.pid) == record.pid:
-            os.killpg(record.pid, sig)
-        else:
-            os.kill(record.pid, sig)
-
-
-def _up(lay: Layout, timeout_s: float) -> str:
-    """`sandbox up` with the sandbox's own options; waits (bounded) for another up/down holding its lock."""
-    from openbell.sandbox import supervisor
-
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            left = max(10.0, deadline - time.monotonic())
-            return supervisor.up(lay, supervisor.UpOptions(timeout_s=left)).state
-        except UsageError as exc:
-            if "another" not in str(exc) or time.monotonic() >= deadline:
-                raise
-            time.sleep(0.5)
+def _signalled(record: ProcessRecord | None, name: str) -> ProcessRecord:
+    if record is None:  # it exited between the check and the signal
+        raise ActionError(f"sandbox component {name} is not running (nothing to inject a fault into)")
+    return record

@@ -122,13 +122,14 @@ class Safeguard:
     def ask(self) -> dict[str, Any]:
         """The gate's summary now; a Prometheus that cannot be asked is an inconclusive answer, not a crash."""
         from openbell.chaos import probes, target
+        from openbell.targets import platform
 
         try:
             if self._slos is None:
                 from openbell.slo.loader import load_slos
 
                 self._slos = load_slos(target.slo_paths(list(self.policy.slo_paths)))
-            url = target.prometheus_url(self.policy.prometheus_url, self.policy.home)
+            url = platform.prometheus_url(self.policy.prometheus_url, self.policy.home)
             verdict, results = probes.evaluate_gate(self._slos, self.policy.severity, url)
             return probes.summarize(verdict, results, self.policy.severity)
         except Exception as exc:  # the safeguard reports any failure to ask as "cannot see"
@@ -160,12 +161,12 @@ class Safeguard:
 
     def _burning(self) -> list[Any]:
         """What burns now and since when (`openbell.slo.burning`); empty when that cannot be asked."""
-        from openbell.chaos import target
         from openbell.metrics.prometheus import PrometheusClient
         from openbell.slo.burning import burning
+        from openbell.targets import platform
 
         try:
-            url = target.prometheus_url(self.policy.prometheus_url, self.policy.home)
+            url = platform.prometheus_url(self.policy.prometheus_url, self.policy.home)
             with PrometheusClient(url, timeout_s=5.0) as client:
                 return burning(client, self._slos or [], self.policy.severity)
         except Exception:  # the refusal stands with the gate's own reasons

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from openbell.chaos import target
 from openbell.errors import SpecError
+from openbell.targets import platform
+from openbell.targets.platform import Sandbox
 
 if TYPE_CHECKING:
     from openbell.slo.evaluate import GroupResult, PairResult
@@ -110,7 +112,7 @@ def slo_gate(slo_paths: str | list[str], severity: str = "page", prometheus_url:
     if on_inconclusive not in ("fail", "pass"):
         raise SpecError("slo_gate", "on_inconclusive", f"expected fail or pass, got {on_inconclusive!r}")
     slos = load_slos(target.slo_paths(slo_paths))
-    url = target.prometheus_url(prometheus_url, home)
+    url = platform.prometheus_url(prometheus_url, home)
     verdict, results = evaluate_gate(slos, severity, url)
     summary = summarize(verdict, results, severity)
     if verdict.outcome == "inconclusive" and on_inconclusive == "pass":
@@ -139,7 +141,7 @@ def burn_rate(slo: str, window: str = "5m", slo_paths: str | list[str] | None = 
     if not found:
         raise SpecError("burn_rate", "slo", f"no SLO named {slo!r} in {slo_paths or 'slo'}")
     spec = found[0]
-    url = target.prometheus_url(prometheus_url, home)
+    url = platform.prometheus_url(prometheus_url, home)
     error: str | None = None
     with PrometheusClient(url, timeout_s=5.0) as client:
         try:
@@ -168,26 +170,10 @@ def component_healthy(component: str = "all", home: str | None = None, within_s:
     """Whether a sandbox component (or "all" of them, as `sandbox status` judges) runs and answers its real
     health endpoint; with `within_s`, waits up to that long for it to become healthy (HAProxy re-admits a
     restarted gateway after its next check, Kafka elects leaders after a restart)."""
-    from openbell.sandbox import processes, supervisor
-    from openbell.sandbox.components import platform
-    from openbell.sandbox.probes import Health
-
-    lay = target.layout(home)
+    sandbox = Sandbox(home)
     started = time.monotonic()
     while True:
-        if component == "all":
-            rows = {r.name: (r.running, r.health) for r in supervisor.status(lay).components}
-            if not rows:
-                rows = {"sandbox": (False, Health(False, "never started"))}
-        else:
-            ctx = supervisor.context(lay)
-            named = {c.name: c for c in platform(ctx)}
-            if component not in named:
-                raise SpecError("component_healthy", "component",
-                                f"unknown component {component!r}; expected all or one of {', '.join(named)}")
-            record = ctx.state.processes.get(component)
-            alive = record is not None and processes.is_running(record)
-            rows = {component: (alive, named[component].probe(ctx) if alive else Health(False, "not running"))}
+        rows = sandbox.health(component)
         healthy = all(running and health.healthy for running, health in rows.values())
         waited = time.monotonic() - started
         if healthy or waited >= within_s:
@@ -204,15 +190,14 @@ def gateways_consuming(home: str | None = None, within_s: float = 20.0, records:
     a gateway that does not is an error, so the probe can assert inside an experiment's method."""
     import httpx
 
-    from openbell.sandbox import supervisor
-
-    ctx = supervisor.context(target.layout(home))
+    sandbox = Sandbox(home)
+    gateways = sandbox.stable_gateways()
 
     def counts() -> dict[str, float]:
         out: dict[str, float] = {}
-        for name in ctx.stable_gateways():
+        for name in gateways:
             try:
-                text = httpx.get(f"http://127.0.0.1:{ctx.port(name)}/metrics", timeout=2.0).text
+                text = httpx.get(f"http://127.0.0.1:{sandbox.port(name)}/metrics", timeout=2.0).text
             except httpx.HTTPError:
                 continue
             for line in text.splitlines():
@@ -226,7 +211,7 @@ def gateways_consuming(home: str | None = None, within_s: float = 20.0, records:
     while time.monotonic() - started < within_s:
         time.sleep(1.0)
         now = counts()
-        grown = {name: now.get(name, 0.0) - first.get(name, 0.0) for name in ctx.stable_gateways()}
+        grown = {name: now.get(name, 0.0) - first.get(name, 0.0) for name in gateways}
         if all(g >= records for g in grown.values()):
             break
     consuming = bool(grown) and all(g >= records for g in grown.values())
@@ -253,7 +238,7 @@ def kafka_health(home: str | None = None, groups: list[str] | None = None, max_l
     committed lag reads a few records while the consumer has not yet rejoined its group and is seconds
     behind. The enricher's time lag counts that (its partitions lost or unfetched), so `max_lag_s` is what
     makes the probe mean "the consumer is back at the head"."""
-    ep = target.endpoints(home)
+    ep = Sandbox(home).endpoints()
     started = time.monotonic()
     while True:
         snapshot = _kafka_snapshot(ep, groups if groups is not None else ["enricher"], include_gateways,
@@ -279,7 +264,7 @@ def consumer_lag_at_least(records: int, group: str = "enricher", home: str | Non
                           timeout_s: float = 3.0) -> dict[str, Any]:
     """Evidence that a fault took: the consumer group's committed lag is at least `records` (e.g. while the
     enricher is frozen). Raises ProbeFailed otherwise; returns the lag figures."""
-    snapshot = _kafka_snapshot(target.endpoints(home), [group], False, timeout_s)
+    snapshot = _kafka_snapshot(Sandbox(home).endpoints(), [group], False, timeout_s)
     lag = (snapshot["groups"].get(group) or {}).get("lag_records")
     if snapshot["error"] or lag is None or lag < records:
         raise ProbeFailed(f"consumer group {group}: lag {lag} records, expected at least {records}"
@@ -367,7 +352,7 @@ def acked_ticks_present(home: str | None = None, topic: str = "ticks", timeout_s
     import httpx
     from confluent_kafka import Consumer, TopicPartition
 
-    ep = target.endpoints(home)
+    ep = Sandbox(home).endpoints()
     answer = httpx.get(ep["feed_url"] + "/v1/acked", timeout=5.0).json()
     session, acked = int(answer["session"]), {str(k): int(v) for k, v in answer["acked"].items()}
     consumer = Consumer({"bootstrap.servers": ep["kafka_bootstrap"], "group.id": f"openbell-chaos-{uuid.uuid4()}",
@@ -423,7 +408,7 @@ def acked_orders_present(record: str, home: str | None = None, missing_ok: bool 
     except (OSError, ValueError) as exc:
         raise SpecError(str(path), "", f"no orders recorded by submit_orders(record={record!r}): {exc}") from None
     acked: dict[str, int] = {str(k): int(v) for k, v in sent["acked"].items()}
-    with psycopg.connect(target.endpoints(home)["postgres_dsn"], connect_timeout=5) as conn:
+    with psycopg.connect(Sandbox(home).endpoints()["postgres_dsn"], connect_timeout=5) as conn:
         rows = conn.execute("SELECT idempotency_key, id FROM orders WHERE idempotency_key = ANY(%s)",
                             (list(acked),)).fetchall()
     by_key: dict[str, list[int]] = {}
@@ -442,7 +427,7 @@ def orders_file(record: str, home: str | None = None) -> Path:
     """Where `submit_orders(record=...)` keeps what it acknowledged (under the sandbox home)."""
     if not record or not record.replace("-", "").replace("_", "").isalnum():
         raise SpecError("record", record, "expected a name of letters, digits, - and _")
-    return target.layout(home).home / ORDERS_DIR / f"orders-{record}.json"
+    return Sandbox(home).home / ORDERS_DIR / f"orders-{record}.json"
 
 
 # --- helpers -----------------------------------------------------------------------------------------------

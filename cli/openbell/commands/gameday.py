@@ -130,10 +130,10 @@ def _where(target: str, home: Path | None, prometheus: str | None, base_url: str
     if target == "kubernetes":
         assert prometheus is not None
         return Where("kubernetes", prometheus.rstrip("/"), None, base_url, kube_context, namespace), None
-    from openbell.sandbox.layout import Layout, default_home
     from openbell.sandbox.supervisor import up_and_settled
+    from openbell.targets.platform import sandbox_layout
 
-    lay = Layout(home.expanduser().resolve() if home else default_home())
+    lay = sandbox_layout(home)
     # The gate's preflight (is anything burning before the gameday?) is asked once the platform has settled.
     status = up_and_settled(lay, _say(fmt, "sandbox"))
     return Where("sandbox", status.endpoints["prometheus_url"], lay.home), status.endpoints

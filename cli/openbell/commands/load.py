@@ -14,9 +14,10 @@ from openbell.errors import EXIT_GATE_FAILED, SpecError
 
 if TYPE_CHECKING:
     from openbell.load.catalogue import Profile
-    from openbell.load.runner import RunOptions, RunResult, Target
+    from openbell.load.runner import RunOptions, RunResult
     from openbell.slo.model import SLO
     from openbell.slo.verdict import Verdict
+    from openbell.targets.platform import Entry
 
 app = typer.Typer(help="k6 load profiles (nyse-open, london-open, fomc-spike, soak), gated on SLO burn.",
                   no_args_is_help=True)
@@ -76,8 +77,9 @@ def run(
 
     from openbell.durations import parse_duration_s
     from openbell.load.catalogue import find, profiles_dir
-    from openbell.load.runner import RunOptions, check_reachable, planned_duration_s, resolve_target, safe_gate
+    from openbell.load.runner import RunOptions, check_reachable, planned_duration_s, safe_gate
     from openbell.load.thresholds import thresholds_for
+    from openbell.targets.platform import entry
 
     profile = find(profile_name, profiles_dir(profiles))
     _positive("--scale", scale)
@@ -87,7 +89,7 @@ def run(
     except ValueError as exc:
         raise SpecError("--gate-interval", gate_interval, str(exc)) from None
     slos = _slos(slo)
-    resolved = resolve_target(target, prometheus)
+    resolved = entry(target, prometheus)
     check_reachable(resolved)
     gate = None
     if slos and resolved.prometheus_url and not no_gate:
@@ -146,7 +148,7 @@ def _gate(prometheus_url: str, slos: list[SLO]) -> Callable[[], Verdict]:
     return ask
 
 
-def _run_with_progress(profile: Profile, resolved: Target, options: RunOptions,
+def _run_with_progress(profile: Profile, resolved: Entry, options: RunOptions,
                        planned: Callable[..., float | None], fmt: Output) -> RunResult:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 

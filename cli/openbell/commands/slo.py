@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import asdict
 from enum import Enum
@@ -11,12 +10,12 @@ from pathlib import Path
 import typer
 
 from openbell.commands.output import OUTPUT_OPTION, Output, console, print_json, resolve
+from openbell.targets.platform import DEFAULT_PROMETHEUS, prometheus_url
 
 app = typer.Typer(help="SLO specs: lint, explain, generate Prometheus rules, status and gate.",
                   no_args_is_help=True)
 
 PATHS = typer.Argument(..., help="SLO spec files or folders (native, OpenSLO v1 or Sloth).")
-DEFAULT_PROMETHEUS = "http://127.0.0.1:9090"
 PROMETHEUS = typer.Option(None, "--prometheus", "-p",
                           help="Prometheus base URL [env OPENBELL_PROMETHEUS_URL; default: the running sandbox's,"
                                f" else {DEFAULT_PROMETHEUS}].")
@@ -35,15 +34,6 @@ class Severity(str, Enum):
 class InconclusivePolicy(str, Enum):
     fail = "fail"
     pass_ = "pass"
-
-
-def _prometheus_url(explicit: str | None) -> str:
-    """--prometheus, else $OPENBELL_PROMETHEUS_URL, else the running sandbox's, else 127.0.0.1:9090."""
-    if explicit or os.environ.get("OPENBELL_PROMETHEUS_URL"):
-        return explicit or os.environ["OPENBELL_PROMETHEUS_URL"]
-    from openbell.sandbox.supervisor import running_url
-
-    return running_url("prometheus") or DEFAULT_PROMETHEUS
 
 
 @app.command()
@@ -147,7 +137,7 @@ def status(
     from openbell.slo.loader import load_slos
 
     slos = load_slos(paths)
-    with PrometheusClient(_prometheus_url(prometheus)) as client:
+    with PrometheusClient(prometheus_url(prometheus)) as client:
         verdict, results = evaluate(client, slos, severity="ticket", at=at)
     if resolve(ctx, output) is Output.json:
         print_json({"prometheus": client.base_url, "slos": [group_figures(r) for r in results],
@@ -177,7 +167,7 @@ def gate(
     from openbell.slo.loader import load_slos
 
     slos = load_slos(paths)
-    with PrometheusClient(_prometheus_url(prometheus)) as client:
+    with PrometheusClient(prometheus_url(prometheus)) as client:
         verdict, results = evaluate(client, slos, severity=severity.value, at=at)
     if junit is not None:
         cases = [junit_report.Case(name=r.label, classname=f"openbell.slo.gate.{severity.value}", outcome=r.outcome,

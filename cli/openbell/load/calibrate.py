@@ -241,7 +241,7 @@ class Settings:
 
 def run(profile: Any, target: Any, slos: list[SLO], prometheus_url: str, workdir: Path, settings: Settings,
         key: str, say: Callable[[str], None] = lambda _: None) -> Calibration:
-    """Run levels on `target` (a load.runner.Target on this machine) until the answer is known."""
+    """Run levels on `target` (a targets.platform.Entry on this machine) until the answer is known."""
     from openbell.metrics.prometheus import PrometheusClient
 
     tried: list[tuple[float, bool]] = []
@@ -324,7 +324,7 @@ def ensure(profile_name: str, endpoints: dict[str, str], slos: list[SLO], workdi
     """The calibration kept for this machine, code and profile (and True), or one measured now on the running
     sandbox at `endpoints` and kept (and False)."""
     from openbell.load.catalogue import find, profiles_dir
-    from openbell.load.runner import Target
+    from openbell.targets.platform import Entry
 
     profile = find(profile_name, profiles_dir())
     key = key_for(profile, settings)
@@ -332,7 +332,7 @@ def ensure(profile_name: str, endpoints: dict[str, str], slos: list[SLO], workdi
         cached = load_cached(profile.name, key)
         if cached is not None:
             return cached, True
-    target = Target("sandbox", endpoints["market_url"], endpoints["websocket_url"], endpoints["feed_url"],
+    target = Entry("sandbox", endpoints["market_url"], endpoints["websocket_url"], endpoints["feed_url"],
                     endpoints["prometheus_url"])
     workdir.mkdir(parents=True, exist_ok=True)
     found = run(profile, target, slos, endpoints["prometheus_url"], workdir, settings, key, say)

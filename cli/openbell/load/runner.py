@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -22,6 +21,7 @@ from openbell.errors import OpenbellError, SpecError, UnreachableError
 from openbell.load.catalogue import Profile
 from openbell.load.summary import TREND_STATS, LoadSummary, read
 from openbell.slo.verdict import Verdict
+from openbell.targets.platform import Entry
 
 # On the platform's own machine k6 runs at a lowered priority: under contention it yields the cores to the
 # platform it measures (whose tick path runs raised, see sandbox/components.py), and it still uses whatever
@@ -35,42 +35,7 @@ K6_SCRIPT_ERRORS = {104, 107, 108}  # invalid config, script exception, script a
 K6_STOP_GRACE_S = 30.0  # k6 stops its VUs, runs teardown and writes its summary within this
 
 
-@dataclass(frozen=True)
-class Target:
-    """Where the virtual traders go: REST and WebSocket entry points, and what watches the platform."""
-
-    name: str
-    base_url: str
-    ws_url: str
-    feed_url: str | None = None
-    prometheus_url: str | None = None
-
-    @property
-    def on_this_machine(self) -> bool:
-        """True when the platform runs here (the sandbox, or a loopback URL): k6 then shares its cores."""
-        host = urlsplit(self.base_url).hostname or ""
-        return self.name == "sandbox" or host == "localhost" or host.startswith("127.") or host == "::1"
-
-
-def resolve_target(target: str, prometheus_url: str | None = None) -> Target:
-    """`sandbox` (the running one, from its state) or an http(s) URL of the platform's entry point."""
-    if target == "sandbox":
-        from openbell.sandbox.supervisor import running_endpoints
-
-        ep = running_endpoints()
-        if ep is None:
-            raise UnreachableError("target sandbox: it is not running; `openbell sandbox up` first")
-        return Target("sandbox", ep["market_url"], ep["websocket_url"], ep["feed_url"],
-                      prometheus_url or ep["prometheus_url"])
-    parts = urlsplit(target)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise SpecError("--target", target, "expected sandbox or an http(s):// URL of the platform's entry point")
-    base = f"{parts.scheme}://{parts.netloc}"
-    ws = ("wss://" if parts.scheme == "https" else "ws://") + parts.netloc + "/ws"
-    return Target(target, base, ws, None, prometheus_url)
-
-
-def check_reachable(target: Target, timeout_s: float = 5.0) -> None:
+def check_reachable(target: Entry, timeout_s: float = 5.0) -> None:
     """Any HTTP answer from the entry point will do; no answer at all is exit 3 before k6 starts."""
     try:
         httpx.get(target.base_url + "/v1/quotes", params={"symbols": "PING"}, timeout=timeout_s)
@@ -143,7 +108,7 @@ def _go_duration_s(text: str) -> float | None:
     return sum(float(n) * units[u] for n, u in parts) if parts else None
 
 
-def k6_env(target: Target, options: RunOptions) -> dict[str, str]:
+def k6_env(target: Entry, options: RunOptions) -> dict[str, str]:
     env = {"BASE_URL": target.base_url, "WS_URL": target.ws_url,
            "OPENBELL_THRESHOLDS": json.dumps(options.thresholds), **options.env}
     if options.scale is not None:
@@ -155,7 +120,7 @@ def k6_env(target: Target, options: RunOptions) -> dict[str, str]:
     return env
 
 
-def run(profile: Profile, target: Target, options: RunOptions,
+def run(profile: Profile, target: Entry, options: RunOptions,
         on_progress: Callable[[LiveStats], None] = lambda _: None) -> RunResult:
     """Run k6 to the end (or until Ctrl-C, or until the SLO gate fails) and read its summary."""
     k6 = k6_binary()
