@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from openbell.canary import machine
-from openbell.canary.gates import binomial_sf, decide_scoped
-from openbell.canary.judge import JudgeMetric, judge_metric, mann_whitney, ranks
+from openbell.canary.judge import JudgeMetric, binomial_sf, decide_scoped, judge_metric, mann_whitney, ranks
 from openbell.canary.machine import Churn, Observation, Policy, Promote, RollBack, SetWeight
 from openbell.slo.loader import load_slos
 from openbell.slo.promql import error_ratio

@@ -1,4 +1,5 @@
-"""The canary judge: is the canary worse than stable on the same metric? Pure, on plain lists of samples.
+"""The canary judge: is the canary worse than stable on the same metric, and does it burn its SLOs' budget
+on its own? Pure, on plain lists of samples and counts.
 
 Like Kayenta's NetflixACAJudge, each metric's canary and stable samples (one per series per interval) are
 compared with a Mann-Whitney U test, and a statistically significant difference only fails the canary
@@ -18,7 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from openbell.durations import human_duration
+from openbell.slo.model import SLO
 from openbell.slo.verdict import Outcome, Verdict, combine
+from openbell.slo.windows import window_pairs
 
 Direction = Literal["increase", "decrease", "either"]
 
@@ -166,3 +170,99 @@ def verdict(results: Sequence[MetricResult]) -> Verdict:
     outcome = combine([r.outcome for r in results])
     reasons = tuple(r.reason for r in results if r.outcome == outcome) or tuple(r.reason for r in results)
     return Verdict(outcome, reasons, {"metrics": [r.to_dict() for r in results]})
+
+
+# --- the canary's own SLO burn ------------------------------------------------------------------------------
+
+# The canary-scoped burn test asks "are these bad events more than the page threshold explains?", against
+# the slowest page pair's burn rate (6x for a 30-day period): a version that would page at 100% of the
+# traffic is rolled back at 10%, on its first two or three errors, before its errors burn the fleet's
+# budget past the fleet's own page threshold (its 14.4x pair would let a canary through at 10x). A
+# healthy canary's error ratio sits far below the threshold, so even asked every poll it almost never
+# trips; a bad one must trip on its first two or three errors, as few requests as a small canary gets.
+ALPHA = 0.01
+
+
+def binomial_sf(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p), summed in log space from k up until the terms vanish."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    if p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return 1.0
+    mean = n * p
+    if k <= mean:
+        # At or below the expected count: no evidence of burning. The normal approximation is plenty here
+        # and avoids summing up to ~n terms for large n.
+        return min(1.0, 0.5 * math.erfc((k - 0.5 - mean) / math.sqrt(2.0 * mean * (1.0 - p))))
+    log_p, log_q = math.log(p), math.log1p(-p)
+    total = 0.0
+    for i in range(k, n + 1):
+        term = math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p
+                        + (n - i) * log_q)
+        total += term
+        if term < 1e-15 * max(total, 1e-300):
+            break
+    return min(1.0, total)
+
+
+@dataclass(frozen=True)
+class ScopedBurn:
+    """One canary-scoped SLO series: its error ratio over the canary's window, the events behind it, and
+    whether that is significantly above the page threshold."""
+
+    label: str
+    window_s: float
+    error_ratio: float | None
+    events: float | None
+    burn_rate: float | None
+    threshold_burn_rate: float
+    p_value: float | None
+    outcome: Outcome | None  # None: no canary events (nothing to say)
+    reason: str
+    stable_error_ratio: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        def r(v: float | None) -> float | None:
+            return None if v is None or not math.isfinite(v) else round(v, 6)
+        return {"slo": self.label, "window_s": self.window_s, "error_ratio": r(self.error_ratio),
+                "events": r(self.events), "burn_rate": r(self.burn_rate),
+                "threshold_burn_rate": self.threshold_burn_rate, "p_value": r(self.p_value),
+                "stable_error_ratio": r(self.stable_error_ratio), "outcome": self.outcome, "reason": self.reason}
+
+
+# The canary must burn this many times faster than stable over the same window to be blamed: when the
+# whole platform is slow (a cold start, a broker restart), stable burns too, and that is the fleet gate's
+# business, not a reason to roll back a version that is no worse than the one it replaces.
+STABLE_MARGIN = 2.0
+
+
+def decide_scoped(label: str, slo: SLO, window_s: float, ratio: float | None, events: float | None,
+                  stable_ratio: float | None = None) -> ScopedBurn:
+    """Pure: fail when the canary's bad events are significantly above the slowest page threshold, and
+    well above stable's own error ratio over the same window (when stable has one)."""
+    page = min((p for p in window_pairs(slo.period_s) if p.severity == "page"), key=lambda p: p.burn_rate)
+    threshold = page.error_ratio_threshold(slo.error_budget)
+    budget = slo.error_budget
+    if stable_ratio is not None and not math.isfinite(stable_ratio):
+        stable_ratio = None
+    if ratio is None or events is None or not math.isfinite(ratio) or events < 1:
+        return ScopedBurn(label, window_s, None, events, None, page.burn_rate, None, None,
+                          f"{label}: no canary events in {human_duration(window_s)}", stable_ratio)
+    n = round(events)
+    bad = round(ratio * events)
+    p_value = binomial_sf(bad, n, min(threshold, 1.0))
+    burn = ratio / budget
+    figures = (f"canary error ratio {ratio:.3%} over {human_duration(window_s)} ({bad}/{n} events), "
+               f"burn rate {burn:.1f}x vs page {page.burn_rate:g}x"
+               + ("" if stable_ratio is None else f", stable {stable_ratio:.3%}"))
+    if p_value < ALPHA and (stable_ratio is None or ratio > STABLE_MARGIN * stable_ratio):
+        return ScopedBurn(label, window_s, ratio, events, burn, page.burn_rate, p_value, "fail",
+                          f"{label}: canary burns its budget: {figures}, p={p_value:.2g}", stable_ratio)
+    if p_value < ALPHA:
+        figures += ": stable burns alike, so not the canary's doing (the fleet gate judges the platform)"
+    return ScopedBurn(label, window_s, ratio, events, burn, page.burn_rate, p_value, "pass",
+                      f"{label}: {figures}", stable_ratio)

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from openbell.canary.judge import JudgeMetric
 from openbell.errors import UsageError
+from openbell.slo.model import SLO
+from openbell.slo.scope import selects_job
 
 
 @dataclass(frozen=True)
@@ -62,3 +64,8 @@ def service(name: str) -> CanaryService:
         return SERVICES[name]
     except KeyError:
         raise UsageError(f"canary: unknown service {name!r}: expected one of {', '.join(sorted(SERVICES))}") from None
+
+
+def applicable(slos: list[SLO], service: CanaryService) -> list[SLO]:
+    """The SLOs a canary of `service` can move: the service's own, and any that read its job's series."""
+    return [s for s in slos if s.service == service.name or selects_job(s, service.job)]

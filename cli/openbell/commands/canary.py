@@ -145,7 +145,7 @@ def _controller(target: CanaryTarget, screen: _Screen, slos: list[SLO] | None, p
 
 def _slos(service: str, slo_paths: list[Path]) -> list[SLO]:
     """The SLOs a canary of `service` is gated on (bad input exits 2 before anything is touched)."""
-    from openbell.canary.gates import applicable
+    from openbell.canary.services import applicable
     from openbell.canary.services import service as known
     from openbell.slo.loader import load_slos
 

@@ -23,7 +23,8 @@ from openbell.errors import OpenbellError
 from openbell.gameday.plan import Gate
 from openbell.metrics.prometheus import PrometheusClient
 from openbell.slo.burning import Burning, burning
-from openbell.slo.evaluate import GroupResult, evaluate
+from openbell.slo.evaluate import evaluate
+from openbell.slo.judgement import judge
 from openbell.slo.model import SLO
 from openbell.slo.promql import error_ratio
 from openbell.slo.verdict import Outcome, Verdict, combine
@@ -100,16 +101,11 @@ class GamedayGate:
         _, results = evaluate(self.client, self.slos, severity, at=now)
         answered = sum(1 for r in results if any(p.long_error_ratio is not None or p.short_error_ratio is not None
                                                  for p in r.pairs))
-        outcomes: list[Outcome] = []
-        reasons: list[str] = []
-        notes: list[str] = []
-        failing: set[str] = set()
-        for r in results:
-            outcome, why = self._judge(r, expected_burn)
-            outcomes.append(outcome)
-            (reasons if outcome == "fail" else notes).extend(why)
-            if outcome == "fail":
-                failing.add(r.slo.name)
+        judged = judge(results, expected=expected_burn)
+        outcomes: list[Outcome] = [c.outcome for c in judged.items]
+        reasons = [line for c in judged.failing for line in c.lines]
+        notes = [line for c in judged.excused for line in c.lines]
+        failing = {c.result.slo.name for c in judged.failing}
         spends = [self.spend(slo, now) for slo in self.slos]
         for s in spends:
             if s.budget_consumed is not None and s.budget_consumed > self.rules.max_budget_consumed:
@@ -127,11 +123,3 @@ class GamedayGate:
         figures = {"spend": [s.to_dict() for s in spends], "expected_burn": sorted(expected_burn), "notes": notes,
                    "answered": answered, "failing": sorted(failing)}
         return Verdict(outcome, tuple(reasons), figures)
-
-    def _judge(self, r: GroupResult, expected_burn: set[str]) -> tuple[Outcome, list[str]]:
-        failing = [f"{r.label}: {p.reason}" for p in r.pairs if p.outcome == "fail"]
-        if r.outcome != "fail":
-            return ("pass" if r.outcome == "pass" else "inconclusive"), []
-        if r.slo.name in expected_burn:
-            return "pass", [f"{r.label}: burning as its phase expected (held to the budget cap)"]
-        return "fail", failing

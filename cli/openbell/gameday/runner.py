@@ -381,8 +381,7 @@ class Gameday:
             a = run.phase.action
             if run.state != "running" or run.signalled_at is not None or not isinstance(a, CanaryPhase):
                 continue
-            from openbell.canary.gates import applicable
-            from openbell.canary.services import service
+            from openbell.canary.services import applicable, service
 
             if not failing or not failing <= {s.name for s in applicable(self.gate.slos, service(a.service))}:
                 continue

@@ -16,6 +16,7 @@ from openbell.durations import human_duration
 from openbell.errors import UnreachableError
 from openbell.metrics.types import QueryError, QueryTimeout, Source
 from openbell.slo.burn import budget_remaining, is_number
+from openbell.slo.judgement import judge
 from openbell.slo.model import SLO
 from openbell.slo.promql import error_ratio, event_rate, sample_count
 from openbell.slo.rules import min_events_for, min_samples_for
@@ -207,11 +208,10 @@ def verdict_of(results: list[GroupResult], slos: list[SLO]) -> Verdict:
         if slo.name not in seen:
             outcomes.append("inconclusive")
             reasons.append(f"{slo.service}/{slo.name}: no data for any group of {', '.join(slo.group_by)}")
-    for r in results:
-        outcomes.append(r.outcome)
-        if r.outcome != "pass":
-            reasons.extend(f"{r.label}: {p.reason}" for p in r.pairs if p.outcome == r.outcome)
-        figures["slos"].append(group_figures(r))
+    judged = judge(results)
+    outcomes += judged.outcomes
+    reasons += judged.lines
+    figures["slos"] = [group_figures(r) for r in results]
     outcome = combine(outcomes)
     if outcome == "pass":
         reasons.append(f"{len(results)} SLO series within their burn-rate thresholds")
