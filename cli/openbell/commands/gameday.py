@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,9 +16,10 @@ from openbell.errors import OpenbellError, SpecError, UnreachableError, UsageErr
 from openbell.gameday.events import Listener  # stdlib only: the screen subclasses it
 
 if TYPE_CHECKING:
+    from openbell.gameday.core import PhaseState
     from openbell.gameday.events import Event
     from openbell.gameday.plan import Plan
-    from openbell.gameday.runner import Gameday, PhaseRun, Where
+    from openbell.gameday.runner import Gameday, Where
     from openbell.metrics.prometheus import PrometheusClient
     from openbell.slo.model import SLO
     from openbell.slo.verdict import Verdict
@@ -283,7 +284,7 @@ class _Screen(Listener):
         if self.enabled:
             self.err.print(f"[dim]{' ' * 9}{phase}:[/] [dim]{escape(text)}[/]")
 
-    def tick(self, runs: list[PhaseRun], gate: Verdict | None, now: float) -> None:
+    def tick(self, runs: Sequence[PhaseState], gate: Verdict | None, now: float) -> None:
         if not self.enabled or not self.err.is_terminal or now - self.last_draw < 1.0:
             return
         from rich.live import Live
@@ -300,7 +301,7 @@ class _Screen(Listener):
             self.live = None
 
 
-def _table(runs: list[PhaseRun], gate: Verdict | None, now: float) -> Any:
+def _table(runs: Sequence[PhaseState], gate: Verdict | None, now: float) -> Any:
     from rich.table import Table
 
     colours = {"pass": "green", "fail": "red", "error": "red", "stopped": "yellow", "interrupted": "yellow"}

@@ -3,11 +3,12 @@ without loading the orchestrator, so `openbell --help` stays fast)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from openbell.gameday.runner import PhaseRun
+    from openbell.gameday.core import PhaseState
     from openbell.slo.verdict import Verdict
 
 
@@ -30,8 +31,8 @@ class Listener:
     def event(self, event: Event) -> None:
         pass
 
-    def tick(self, runs: list[PhaseRun], gate: Verdict | None, now: float) -> None:
-        pass
+    def tick(self, phases: Sequence[PhaseState], gate: Verdict | None, now: float) -> None:
+        """The phases as they stand (a frozen snapshot) and the gate's last answer, every poll."""
 
     def line(self, phase: str, text: str) -> None:
         """A progress line one of the phases' tools wrote (a canary step, a chaos activity)."""
