@@ -478,9 +478,9 @@ def test_a_platform_left_burning_by_the_calibration_ends_the_gameday_as_unhealth
                                                                                    monkeypatch: Any) -> None:
     """The preflight is asked before the calibration and again after it; a burn found the second time ends the
     gameday at once (outcome unhealthy, exit 1) and no phase starts."""
-    from openbell.commands import gameday as command
     from openbell.errors import UnreachableError
     from openbell.gameday import gate as gate_module
+    from openbell.gameday import session
     from openbell.metrics import prometheus
     from openbell.slo.burning import Burning
 
@@ -515,10 +515,9 @@ def test_a_platform_left_burning_by_the_calibration_ends_the_gameday_as_unhealth
     monkeypatch.setattr(prometheus, "PrometheusClient", Client)
     monkeypatch.setattr(gate_module, "GamedayGate", Gate)
     plan = load_plan(DEFAULT)
-    from openbell.commands.output import Output
 
-    doc, code = command.run_gameday(plan, [], Where("sandbox", "http://127.0.0.1:1", tmp_path), "T",
-                                    tmp_path / "report", Output.json, prepare=calibrate)
+    doc, code = session.run_gameday(plan, [], Where("sandbox", "http://127.0.0.1:1", tmp_path), "T",
+                                    tmp_path / "report", prepare=calibrate)
     assert asked == ["preflight", "calibrate", "preflight"]
     assert (doc["verdict"]["outcome"], code) == ("unhealthy", 1)
     assert all(p["outcome"] != "pass" and p["started_at"] is None for p in doc["phases"])

@@ -114,6 +114,13 @@ class Sandbox:
             raise UnreachableError(f"sandbox {self.home}: it was never started; `openbell sandbox up` first")
         return found
 
+    def scrape_interval_s(self) -> float | None:
+        """How often its Prometheus scrapes (None when the sandbox was never started)."""
+        from openbell.sandbox import state
+
+        saved = state.load(self.layout.state_file)
+        return float(saved.scrape_interval_s) if saved else None
+
     def port(self, component: str) -> int:
         return int(self.started().port(component))
 
