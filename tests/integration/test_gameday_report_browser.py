@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from openbell.gameday.report import OUTCOME_COLOURS, SERIES_COLOURS, write_report
+from openbell.report.page import write_report
+from openbell.report.style import OUTCOME_COLOURS, SERIES_COLOURS
 from tests.chromium import chromium_binary, count_colour, png_pixels, rect, render
-from tests.unit.test_gameday_report import finite_points, sample_doc
+from tests.unit.test_report_page import finite_points, sample_doc
 
 pytestmark = pytest.mark.skipif(
     chromium_binary() is None, reason="Debian's chromium is not installed (scripts/install-system.sh installs it)")
