@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from openbell.canary.result import CanaryResult
 from openbell.gameday import core
+from openbell.load.result import LoadResult
 from openbell.gameday.plan import load_plan
 from openbell.slo.verdict import Verdict
 
@@ -50,7 +52,7 @@ def test_the_first_step_asks_the_gate_then_starts_what_is_due() -> None:
 def test_a_failed_phase_stops_the_rest_with_one_sigint_each_then_kills_after_the_grace() -> None:
     state, _ = _step(_begin(grace_s=10.0), T0)
     state, _ = _step(state, T0 + 40.0, alive={"market-open"})
-    rolled_back = {"step": 1, "policy": {"steps": [10]}, "reason": "bad"}
+    rolled_back = CanaryResult(step=1, policy={"steps": [10]}, reason="bad")
     state, actions = _step(state, T0 + 60.0, alive={"market-open"},
                            exited={"canary-at-the-bell": core.Exited(1, rolled_back)})
     assert state.stopping == "canary-at-the-bell failed: rolled back at step 1 (10%): bad"
@@ -72,7 +74,7 @@ def test_ctrl_c_stops_everything_and_the_gameday_ends_interrupted() -> None:
     state, _ = _step(_begin(), T0)
     state, actions = _step(state, T0 + 1.0, interrupted=True, alive={"market-open"})
     assert state.interrupted and _kinds(actions) == [("Interrupt", "market-open")]
-    state, _ = _step(state, T0 + 2.0, exited={"market-open": core.Exited(130, {"verdict": {}})})
+    state, _ = _step(state, T0 + 2.0, exited={"market-open": core.Exited(130, LoadResult())})
     assert state.phase("market-open").outcome == "interrupted" and state.done
     assert core.outcome(state).exit_code == 130
 

@@ -11,6 +11,7 @@ SLO safeguard's record in `extensions` when it refused to start or stopped the m
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -43,6 +44,17 @@ class Step:
         return {"phase": self.phase, "type": self.kind, "name": self.name, "status": self.status,
                 "start": self.start, "end": self.end, "duration_s": self.duration_s,
                 "tolerance_met": self.tolerance_met, "background": self.background, "detail": self.detail}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> Step:
+        """A step as `to_json` wrote it (another process's result); missing fields read as unknown."""
+        def when(value: Any) -> float | None:
+            return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+        met = raw.get("tolerance_met")
+        return cls(str(raw.get("phase") or ""), str(raw.get("type") or ""), str(raw.get("name") or ""),
+                   str(raw.get("status") or ""), when(raw.get("start")), when(raw.get("end")),
+                   met if isinstance(met, bool) else None, bool(raw.get("background")), str(raw.get("detail") or ""))
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from typing import Any
 from openbell import child
 from openbell.chaos import controls, journal
 from openbell.chaos.catalogue import Experiment
+from openbell.chaos.result import ChaosResult
 from openbell.chaos.target import SLO_ENV
 from openbell.errors import SpecError, UnreachableError
 from openbell.slo.verdict import Verdict
@@ -76,12 +77,13 @@ class RunResult:
         guard = self.verdict.figures.get("safeguard") or {}
         return "unhealthy" if guard.get("refused") and guard.get("unhealthy") else self.verdict.outcome
 
+    def result(self, target: str) -> ChaosResult:
+        return ChaosResult(self.experiment.name, self.experiment.title, str(self.experiment.path), target,
+                           self.outcome, self.exit_code, str(self.journal_path), str(self.log_path),
+                           round(self.elapsed_s, 3), self.verdict, tuple(self.reading.timeline) if self.reading else ())
+
     def to_json(self, target: str) -> dict[str, Any]:
-        return {"experiment": self.experiment.name, "title": self.experiment.title, "path": str(self.experiment.path),
-                "target": target, "outcome": self.outcome, "exit_code": self.exit_code,
-                "journal": str(self.journal_path), "log": str(self.log_path), "elapsed_s": round(self.elapsed_s, 3),
-                "verdict": self.verdict.to_dict(),
-                "timeline": journal.timeline_json(self.reading) if self.reading else []}
+        return self.result(target).to_json()
 
 
 def chaos_binary() -> Path:

@@ -172,16 +172,9 @@ def _gates(target: CanaryTarget, slos: list[SLO], scrape_interval_s: float | Non
 
 
 def _result(rollout: Rollout, last: dict[str, Any] | None = None) -> dict[str, Any]:
-    from openbell.canary.machine import exit_code
+    from openbell.canary.result import CanaryResult
 
-    return {
-        "service": rollout.service, "version": rollout.version, "target": rollout.target,
-        "outcome": rollout.phase, "exit_code": exit_code(rollout) if rollout.done else 1, "reason": rollout.reason,
-        "stable_version_before": rollout.baseline_version, "step": rollout.step_index + 1, "weight": rollout.weight,
-        "policy": rollout.policy.to_dict(), "started_at": rollout.started_at, "finished_at": rollout.finished_at,
-        "duration_s": None if rollout.finished_at is None else round(rollout.finished_at - rollout.started_at, 3),
-        "last_gates": last or {}, "timeline": [e.to_dict() for e in rollout.events],
-    }
+    return CanaryResult.of(rollout, last).to_json()
 
 
 def _junit(path: Path, rollout: Rollout) -> None:
@@ -307,8 +300,10 @@ def _report_unhealthy(service: str, version: str, exc: Unhealthy, out: Output, j
         junit_xml.write(junit, f"openbell canary {service} {version}", [
             junit_xml.Case("fleet healthy before the rollout", f"canary.{service}", "fail", reason)])
     if out is Output.json:
-        print_json({"service": service, "version": version, "outcome": "unhealthy", "exit_code": 1,
-                    "reason": reason, "burning": [b.to_dict() for b in exc.burning]})
+        from openbell.canary.result import CanaryResult
+
+        print_json(CanaryResult(service, version, outcome="unhealthy", exit_code=1, reason=reason,
+                                burning=tuple(b.to_dict() for b in exc.burning)).to_json())
     else:
         con = console()
         con.print(f"[bold magenta]UNHEALTHY[/] {service} {version}: the fleet burns its error budget; "

@@ -108,8 +108,10 @@ def run(
     if junit is not None:
         _write_junit(junit, profile.name, verdict)
     if fmt is Output.json:
-        print_json({"profile": profile.name, "target": resolved.name, "summary": str(options.summary_path),
-                    "k6_log": str(options.log_path), "verdict": verdict.to_dict()})
+        from openbell.load.result import LoadResult
+
+        print_json(LoadResult(profile.name, resolved.name, str(options.summary_path), str(options.log_path),
+                              verdict).to_json())
     else:
         _render(profile.name, verdict, options.summary_path)
     if result.interrupted:

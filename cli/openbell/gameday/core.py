@@ -18,8 +18,11 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from openbell.canary.result import CanaryResult
+from openbell.chaos.result import ChaosResult
 from openbell.gameday.events import Event
 from openbell.gameday.plan import CanaryPhase, ChaosPhase, LoadPhase, Phase, Plan, SloPhase
+from openbell.load.result import LoadResult
 from openbell.slo.verdict import Verdict
 
 GRACE_S = 180.0  # a canary's rollback, chaos rollbacks and a k6 stop all fit well within this
@@ -41,7 +44,7 @@ class PhaseState:
     finished_at: float | None = None
     exit_code: int | None = None
     signalled_at: float | None = None
-    result: Mapping[str, Any] | None = None  # the child's JSON
+    result: Result | None = None  # the child's, read from its JSON
     figures: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -95,10 +98,11 @@ def begin(plan: Plan, policy: Policy, started_at: float, now: float, burning: It
 
 @dataclass(frozen=True)
 class Exited:
-    """A phase's child process ended: its exit code, its JSON (None when unreadable) and its log's last line."""
+    """A phase's child process ended: its exit code, its result (None when its JSON is unreadable) and its
+    log's last line."""
 
     code: int
-    result: Mapping[str, Any] | None
+    result: Result | None
     last_line: str = ""
 
 
@@ -387,62 +391,66 @@ def outcome(state: State) -> Outcome:
                    [f"{p.phase.name}: pass" for p in state.phases])
 
 
-# -- a child's exit and JSON, read -------------------------------------------------------------------------
+# -- a child's exit and result, read -----------------------------------------------------------------------
 
-def judge_exit(phase: Phase, code: int, result: Mapping[str, Any] | None, last_line: str = "") -> tuple[str, str]:
-    """A child's exit code and JSON (and its log's last line, for an error) -> the phase's outcome and reason."""
+Result = LoadResult | CanaryResult | ChaosResult
+
+
+def read_result(phase: Phase, raw: Mapping[str, Any] | None) -> Result | None:
+    """The child's JSON as its tool's typed result (None: no JSON, or not an object)."""
+    if not isinstance(raw, Mapping):
+        return None
+    a = phase.action
+    if isinstance(a, LoadPhase):
+        return LoadResult.from_json(raw)
+    if isinstance(a, CanaryPhase):
+        return CanaryResult.from_json(raw)
+    if isinstance(a, ChaosPhase):
+        return ChaosResult.from_json(raw)
+    return None
+
+
+def judge_exit(phase: Phase, code: int, result: Result | None, last_line: str = "") -> tuple[str, str]:
+    """A child's exit code and result (and its log's last line, for an error) -> the phase's outcome and reason."""
     a = phase.action
     if code in (2, 3) or code < 0 or (result is None and code != 130):
         return "error", last_line or f"exit {code}"
     if code == 130:
         return "interrupted", "interrupted"
     if isinstance(a, LoadPhase):
-        verdict = (result or {}).get("verdict") or {}
-        reasons = "; ".join(verdict.get("reasons") or [])
+        load = result if isinstance(result, LoadResult) else LoadResult()
+        reasons = "; ".join(load.verdict.reasons)
         if code == 0:
             return "pass", reasons
-        if a.thresholds == "report" and _only_thresholds(verdict):
+        if a.thresholds == "report" and load.thresholds_only:
             return "pass", f"k6 thresholds crossed (reported, not gating: the SLO gate judges): {reasons}"
         return "fail", reasons or f"k6 exited {code}"
     if isinstance(a, CanaryPhase):
-        r = result or {}
+        canary = result if isinstance(result, CanaryResult) else CanaryResult()
         if code == 0:
-            return "pass", f"{r.get('version', a.version)} promoted: {r.get('reason') or 'every step passed'}"
-        steps = (r.get("policy") or {}).get("steps") or []
-        at = r.get("step")
-        weight = steps[at - 1] if isinstance(at, int) and 0 < at <= len(steps) else r.get("weight", "?")
-        return "fail", f"rolled back at step {at or '?'} ({weight}%): {r.get('reason', '')}"
-    verdict = (result or {}).get("verdict") or {}
-    reasons = "; ".join(verdict.get("reasons") or [])
+            return "pass", f"{canary.version or a.version} promoted: {canary.reason or 'every step passed'}"
+        return "fail", f"rolled back at {canary.where_rolled_back()}: {canary.reason}"
+    chaos = result if isinstance(result, ChaosResult) else ChaosResult()
+    reasons = "; ".join(chaos.verdict.reasons)
     return ("pass" if code == 0 else "fail"), reasons or f"chaos exited {code}"
 
 
-def _only_thresholds(verdict: Mapping[str, Any]) -> bool:
-    """A load verdict that failed on k6 thresholds alone (k6 itself ran to the end)."""
-    figures = verdict.get("figures") or {}
-    return bool(figures.get("thresholds")) and not figures.get("slo_gate") and not figures.get("error")
-
-
-def phase_figures(phase: Phase, result: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The few numbers a reader wants per phase, from the child's JSON."""
-    r = result or {}
+def phase_figures(phase: Phase, result: Result | None) -> dict[str, Any]:
+    """The few numbers a reader wants per phase, from the child's result."""
     a = phase.action
     if isinstance(a, LoadPhase):
-        figures = ((r.get("verdict") or {}).get("figures") or {})
-        keep = {k: v for k, v in figures.items() if isinstance(v, int | float | str) and not isinstance(v, bool)}
-        crossed = [t for t in figures.get("thresholds", []) if not t.get("passed")]
-        keep["thresholds_crossed"] = len(crossed)
-        return keep
+        return (result if isinstance(result, LoadResult) else LoadResult()).figures()
     if isinstance(a, CanaryPhase):
-        last = r.get("last_gates") or {}
-        return {"version": r.get("version"), "outcome": r.get("outcome"), "step": r.get("step"),
-                "weight": r.get("weight"), "duration_s": r.get("duration_s"),
-                "stable_version_before": r.get("stable_version_before"),
-                "judge": (last.get("judge") or {}).get("outcome") if isinstance(last.get("judge"), dict) else None}
+        r = result if isinstance(result, CanaryResult) else CanaryResult()
+        judge = r.last_gates.get("judge")
+        return {"version": r.version or None, "outcome": r.outcome or None, "step": r.step, "weight": r.weight,
+                "duration_s": r.duration_s, "stable_version_before": r.stable_version_before,
+                "judge": judge.get("outcome") if isinstance(judge, dict) else None}
     if isinstance(a, ChaosPhase):
-        verdict = r.get("verdict") or {}
-        return {"experiment": r.get("experiment"), "title": r.get("title"), "outcome": verdict.get("outcome"),
-                "elapsed_s": r.get("elapsed_s"), "journal": r.get("journal")}
+        c = result if isinstance(result, ChaosResult) else ChaosResult()
+        return {"experiment": c.experiment or None, "title": c.title or None,
+                "outcome": c.verdict.outcome if result is not None else None,
+                "elapsed_s": c.elapsed_s, "journal": c.journal or None}
     return {}
 
 
@@ -450,36 +458,33 @@ _CRITICAL = {"rollback", "rolled_back", "verify", "interrupted"}
 _WARNING = {"extend"}
 
 
-def child_events(phase: Phase, result: Mapping[str, Any] | None) -> list[Event]:
+def child_events(phase: Phase, result: Result | None) -> list[Event]:
     """The child's own timeline (canary steps and rollbacks, faults injected and rolled back, the safeguard)."""
-    r = result or {}
     out: list[Event] = []
-    if isinstance(phase.action, CanaryPhase):
-        for e in r.get("timeline") or []:
-            kind = str(e.get("kind", ""))
-            if kind == "poll":
+    if isinstance(phase.action, CanaryPhase) and isinstance(result, CanaryResult):
+        for e in result.timeline:
+            if e.kind == "poll":
                 continue
-            sev = "critical" if kind in _CRITICAL else "warning" if kind in _WARNING else "info"
-            out.append(Event(float(e.get("at") or 0.0), phase.name, kind, str(e.get("message", "")), sev))
-    elif isinstance(phase.action, ChaosPhase):
-        for part_step in r.get("timeline") or []:
-            at = _epoch(part_step.get("start"))
-            if at is None:
+            sev = "critical" if e.kind in _CRITICAL else "warning" if e.kind in _WARNING else "info"
+            out.append(Event(e.at, phase.name, e.kind, e.message, sev))
+    elif isinstance(phase.action, ChaosPhase) and isinstance(result, ChaosResult):
+        for st in result.timeline:
+            if st.start is None:
                 continue
-            part, status = part_step.get("phase"), part_step.get("status")
-            if part == "method":
-                kind, sev = ("fault" if part_step.get("type") == "action" else "probe"), "warning"
-            elif part == "rollbacks":
+            ok = st.status in ("succeeded", "")
+            if st.phase == "method":
+                kind, sev = ("fault" if st.kind == "action" else "probe"), "warning"
+            elif st.phase == "rollbacks":
                 kind, sev = "rollback", "warning"
-            elif status not in ("succeeded", None) or part_step.get("tolerance_met") is False:
+            elif not ok or st.tolerance_met is False:
                 kind, sev = "steady-state", "critical"
             else:
                 continue
-            if status not in ("succeeded", None):
+            if not ok:
                 sev = "critical"
-            out.append(Event(at, phase.name, kind, f"{part}: {part_step.get('name')} ({status})", sev))
-        guard = ((r.get("verdict") or {}).get("figures") or {}).get("safeguard")
-        if isinstance(guard, dict) and (guard.get("tripped") or guard.get("refused")):
+            out.append(Event(st.start, phase.name, kind, f"{st.phase}: {st.name} ({st.status or None})", sev))
+        guard = result.safeguard
+        if guard.get("tripped") or guard.get("refused"):
             at = _epoch(guard.get("signalled_at")) or max((e.at for e in out), default=0.0)
             what = "stopped the experiment" if guard.get("tripped") else "refused to start the experiment"
             out.append(Event(at, phase.name, "safeguard", f"SLO safeguard {what}: {guard.get('reason', '')}",

@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any
 from openbell import child
 from openbell.gameday import core
 from openbell.gameday.core import CANARY_GRACE_INTERVALS, CANARY_GRACE_MIN_S, GRACE_S, Outcome
-from openbell.gameday.core import child_events as child_events
 from openbell.gameday.events import Event, Listener
 from openbell.gameday.plan import CanaryPhase, ChaosPhase, LoadPhase, Phase, Plan
 from openbell.slo.verdict import Verdict
@@ -69,7 +68,7 @@ class PhaseRun:
     exit_code: int | None = None
     proc: subprocess.Popen[bytes] | None = None
     signalled_at: float | None = None
-    result: dict[str, Any] | None = None
+    result: core.Result | None = None
     figures: dict[str, Any] = field(default_factory=dict)
     stdout: Path | None = None
     log: Path | None = None
@@ -89,7 +88,7 @@ class PhaseRun:
         self.state, self.outcome, self.reason = p.state, p.outcome, p.reason
         self.started_at, self.finished_at, self.exit_code, self.signalled_at = (p.started_at, p.finished_at,
                                                                                 p.exit_code, p.signalled_at)
-        self.result = None if p.result is None else dict(p.result)
+        self.result = p.result
         self.figures = dict(p.figures)
 
 
@@ -193,7 +192,8 @@ class Gameday:
             code = run.proc.poll()
             if code is not None:
                 self._tail(run)
-                exited[run.phase.name] = core.Exited(code, _read_json(run.stdout), _last_line(run.log))
+                result = core.read_result(run.phase, _read_json(run.stdout))
+                exited[run.phase.name] = core.Exited(code, result, _last_line(run.log))
         return core.Seen(interrupted=interrupted, exited=exited, alive=self._alive())
 
     def _alive(self) -> set[str]:
@@ -356,7 +356,12 @@ class Gameday:
 
 def judge_phase(phase: Phase, code: int, result: dict[str, Any] | None, log: Path | None) -> tuple[str, str]:
     """A child's exit code, JSON and log -> the phase's outcome and one-line reason (core.judge_exit)."""
-    return core.judge_exit(phase, code, result, _last_line(log))
+    return core.judge_exit(phase, code, core.read_result(phase, result), _last_line(log))
+
+
+def child_events(phase: Phase, result: dict[str, Any] | None) -> list[Event]:
+    """The child's own timeline from its JSON (core.child_events)."""
+    return core.child_events(phase, core.read_result(phase, result))
 
 
 def _read_json(path: Path | None) -> dict[str, Any] | None:

@@ -106,8 +106,8 @@ def _scrape_interval(where: Where) -> float:
 def write_report(doc: dict[str, Any], folder: Path) -> None:
     import json
 
-    from openbell.report.page import write_report as write_html
     from openbell.report import junit
+    from openbell.report.page import write_report as write_html
 
     (folder / "gameday.json").write_text(json.dumps(doc, indent=2) + "\n")
     cases = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -22,6 +23,15 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         return {"outcome": self.outcome, "reasons": list(self.reasons), "figures": self.figures}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any] | None) -> Verdict:
+        """A verdict as another openbell process wrote it; anything missing or unknown reads as inconclusive."""
+        raw = raw or {}
+        outcome = raw.get("outcome")
+        figures = raw.get("figures")
+        return cls(outcome if outcome in ("pass", "fail", "inconclusive") else "inconclusive",
+                   tuple(str(r) for r in raw.get("reasons") or ()), dict(figures) if isinstance(figures, dict) else {})
 
 
 def combine(outcomes: list[Outcome]) -> Outcome:
