@@ -8,8 +8,8 @@ from pathlib import Path
 
 from openbell.canary.result import CanaryResult
 from openbell.gameday import core
-from openbell.load.result import LoadResult
 from openbell.gameday.plan import load_plan
+from openbell.load.result import LoadResult
 from openbell.slo.verdict import Verdict
 
 ROOT = Path(__file__).resolve().parents[2]
