@@ -1,5 +1,4 @@
-"""Load's pure parts on plain values: SLO -> k6 thresholds, k6's summary export, the verdict, and the
-k6-operator objects checked against the TestRun CRD's schema."""
+"""The k6-operator objects (load/render.py) checked against the TestRun CRD's schema."""
 
 from __future__ import annotations
 
@@ -14,78 +13,9 @@ import pytest
 import yaml
 
 from openbell.errors import SpecError
-from openbell.load import catalogue, render, summary
-from openbell.load.runner import K6_THRESHOLDS_FAILED, RunResult, _go_duration_s, k6_error_line
-from openbell.load.thresholds import thresholds_for
-from openbell.load.verdict import load_verdict
-from openbell.slo.loader import load_slos
-from openbell.slo.verdict import Verdict
+from openbell.load import catalogue, render
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def test_platform_slos_become_push_latency_page_latency_and_error_rate_thresholds() -> None:
-    assert thresholds_for(load_slos([ROOT / "slo"])) == {
-        "ws_push_latency_ms": ["p(99)<50"],
-        "http_req_duration{kind:page}": ["p(95)<400"],
-        "http_req_failed{kind:page}": ["rate<0.0001"],
-    }
-
-
-EXPORT: dict[str, Any] = {"metrics": {
-    "ws_push_latency_ms": {"p(50)": 8.0, "p(95)": 31.5, "p(99)": 73.2, "thresholds": {"p(99)<50": True}},
-    "http_req_duration{kind:page}": {"p(95)": 120.0, "p(99)": 180.0, "thresholds": {"p(95)<400": False}},
-    "http_req_failed": {"passes": 0, "fails": 900, "value": 0, "thresholds": {"rate<0.0001": False}},
-    "http_reqs": {"count": 900, "rate": 30.0},
-    "ws_messages": {"count": 12000, "rate": 400.0},
-    "ws_seq_gaps": {"count": 0, "rate": 0},
-    "vus_max": {"value": 40, "min": 40, "max": 40},
-}}
-
-
-def test_summary_export_gives_figures_and_which_threshold_failed_with_the_observed_value() -> None:
-    parsed = summary.parse(EXPORT)
-    assert parsed.figures["push_latency_p99_ms"] == 73.2
-    assert parsed.figures["ws_messages_per_s"] == 400.0 and parsed.figures["http_failure_ratio"] == 0
-    assert [(t.metric, t.expression, t.observed) for t in parsed.failed] == [
-        ("ws_push_latency_ms", "p(99)<50", 73.2)]
-    assert {t.expression: t.passed for t in parsed.thresholds}["rate<0.0001"] is True
-
-
-def test_verdict_fails_on_a_threshold_and_names_it() -> None:
-    result = RunResult(K6_THRESHOLDS_FAILED, summary.parse(EXPORT), 61.0)
-    verdict = load_verdict(result, Verdict("pass"))
-    assert verdict.outcome == "fail"
-    assert verdict.reasons == ("k6 threshold ws_push_latency_ms p(99)<50 failed (observed 73.2)",)
-    assert verdict.figures["k6_exit_code"] == 99 and verdict.figures["slo_gate"]["outcome"] == "pass"
-
-
-def test_verdict_passes_when_thresholds_hold_and_an_inconclusive_gate_does_not_overrule_them() -> None:
-    ok = {"metrics": {"ws_push_latency_ms": {"p(99)": 20.0, "thresholds": {"p(99)<50": False}}}}
-    verdict = load_verdict(RunResult(0, summary.parse(ok), 30.0), Verdict("inconclusive", ("no data",)))
-    assert verdict.outcome == "pass"
-    assert any("inconclusive" in r for r in verdict.reasons)
-
-
-def test_verdict_fails_when_the_gate_stopped_the_run_and_an_interrupt_is_inconclusive() -> None:
-    stopped = RunResult(105, None, 12.0, stopped_by_gate=Verdict("fail", ("gateway-push-latency burns 20x",)))
-    assert load_verdict(stopped, None).outcome == "fail"
-    interrupted = RunResult(105, summary.parse(EXPORT), 5.0, interrupted=True)
-    verdict = load_verdict(interrupted, None)
-    assert verdict.outcome == "inconclusive" and verdict.reasons[0].startswith("interrupted")
-
-
-def test_k6_durations_and_error_lines_are_read() -> None:
-    assert _go_duration_s("1h2m3.5s") == 3723.5
-    assert _go_duration_s("") is None
-
-
-def test_k6_error_line_is_its_own_message_on_one_line(tmp_path: Path) -> None:
-    log = tmp_path / "k6.log"
-    log.write_text('time="2026-11-22T07:00:00Z" level=info msg="starting"\n'
-                   'time="2026-11-22T07:00:00Z" level=error msg="SyntaxError: file:///x.js: Unexpected token (3:5)'
-                   '\\n  at file:///x.js:3:5(0)" hint="script exception"\n')
-    assert k6_error_line(log) == "SyntaxError: file:///x.js: Unexpected token (3:5) at file:///x.js:3:5(0)"
 
 
 # The fields of k6-operator's TestRun (k6.io/v1alpha1) that `load render` writes, with their types as the
@@ -179,19 +109,3 @@ def test_load_render_prints_a_configmap_and_a_testrun_that_match_the_crd() -> No
 def test_load_render_to_kubernetes_without_a_kubeconfig_says_so_and_exits_3(tmp_path: Path) -> None:
     done = _openbell("load", "render", "soak", "--target", "kubernetes", "--kubeconfig", str(tmp_path / "none"))
     assert done.returncode == 3 and "no kubeconfig" in done.stderr and done.stderr.count("\n") == 1
-
-
-def test_k6_saying_thresholds_failed_is_a_fail_even_if_the_summary_disagrees() -> None:
-    ok = {"metrics": {"ws_push_latency_ms": {"p(99)": 20.0, "thresholds": {"p(99)<50": False}}}}
-    assert load_verdict(RunResult(K6_THRESHOLDS_FAILED, summary.parse(ok), 30.0), None).outcome == "fail"
-
-
-def test_a_gate_whose_prometheus_is_gone_answers_inconclusive_instead_of_raising() -> None:
-    from openbell.errors import UnreachableError
-    from openbell.load.runner import safe_gate
-
-    def gone() -> Verdict:
-        raise UnreachableError("prometheus: connection refused")
-
-    verdict = safe_gate(gone)()
-    assert verdict.outcome == "inconclusive" and "connection refused" in verdict.reasons[0]
