@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -34,6 +35,17 @@ def start(argv: Sequence[str], stdout: IO[bytes] | int, stderr: IO[bytes] | int 
     """`argv` in a session of its own, stdin closed (raises OSError when it cannot be started)."""
     return subprocess.Popen(list(argv), stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
                             start_new_session=True, env=None if env is None else dict(env), cwd=cwd)
+
+
+def find_tool(name: str, env: str) -> tuple[Path | None, str]:
+    """An executable: `$env` when set, else `name` beside this Python (a virtualenv's console script or a
+    PyPI-shipped binary), else on PATH. The path, or None and where it was looked for (for the error line)."""
+    override = os.environ.get(env)
+    candidates = [override] if override else [str(Path(sys.executable).parent / name), shutil.which(name)]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return Path(candidate), ""
+    return None, f"${env}={override}" if override else "beside Python or on PATH"
 
 
 def with_niceness(argv: Sequence[str], niceness: int) -> list[str]:

@@ -13,9 +13,7 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -88,12 +86,9 @@ class RunResult:
 
 def chaos_binary() -> Path:
     """$OPENBELL_CHAOS, the `chaos` installed beside this Python (openbell's `chaos` extra), or on PATH."""
-    override = os.environ.get("OPENBELL_CHAOS")
-    candidates = [override] if override else [str(Path(sys.executable).parent / "chaos"), shutil.which("chaos")]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
-            return Path(candidate)
-    where = f"$OPENBELL_CHAOS={override}" if override else "beside Python or on PATH"
+    found, where = child.find_tool("chaos", "OPENBELL_CHAOS")
+    if found is not None:
+        return found
     raise UnreachableError(f"chaos (Chaos Toolkit): not found {where}; install openbell's chaos extra "
                            "(pip install 'openbell[chaos]': chaostoolkit 1.19, chaostoolkit-lib 1.44)")
 

