@@ -34,20 +34,10 @@ SERVICE = typer.Argument(..., help="The service to roll out (gateway).")
 def _target(service: str, target: str, home: Path | None, namespace: str, kube_context: str | None,
             prometheus: str | None, progress: Any = None) -> CanaryTarget:
     from openbell.canary.services import service as known
+    from openbell.targets.platform import canary_target
 
     known(service)
-    say = progress or (lambda _: None)
-    if target == "sandbox":
-        from openbell.sandbox.layout import default_home
-        from openbell.targets.sandbox import SandboxTarget
-
-        return SandboxTarget(service=service, progress=say, home=home or default_home())
-    if target == "kubernetes":
-        from openbell.targets.kubernetes import KubernetesTarget
-
-        return KubernetesTarget(service=service, progress=say, namespace=namespace, kube_context=kube_context,
-                                prometheus=prometheus or "")
-    raise UsageError(f"--target {target!r}: expected sandbox or kubernetes")
+    return canary_target(service, target, home, namespace, kube_context, prometheus, progress or (lambda _: None))
 
 
 def parse_steps(text: str) -> tuple[int, ...]:

@@ -4,6 +4,7 @@ the report folder (gameday.json, junit.xml, index.html) from what it did and wha
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -11,9 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from openbell.errors import OpenbellError, UnreachableError
+from openbell.gameday.document import GamedayDocument, GateSummary
 from openbell.gameday.events import Listener
 
 if TYPE_CHECKING:
+    from openbell.gameday.core import Outcome
     from openbell.gameday.plan import Plan
     from openbell.gameday.runner import Gameday, Where
     from openbell.metrics.prometheus import PrometheusClient
@@ -52,16 +55,14 @@ def run_gameday(plan: Plan, slos: list[SLO], where: Where, run_id: str, folder: 
         doc = document(game, outcome, slos, folder, client)
     except (OpenbellError, KeyboardInterrupt) as exc:
         # The verdict stands whatever happens to the plots: a report without them, saying why.
-        doc = document(game, outcome, slos, folder, None)
-        doc["report_error"] = f"plots and budgets could not be read from Prometheus: {exc!r}"
-        doc["verdict"]["reasons"] = [*doc["verdict"]["reasons"], f"(report: {doc['report_error']})"]
-    doc["load"] = load  # what each calibrated load phase's scale was set from
+        doc = document(game, outcome, slos, folder, None).without_prometheus(repr(exc))
+    doc = dataclasses.replace(doc, load=tuple(load))  # what each calibrated load phase's scale was set from
     write_report(doc, folder)
-    return doc, outcome.exit_code
+    return doc.to_json(), outcome.exit_code
 
 
-def document(game: Gameday, outcome: Any, slos: list[SLO], folder: Path,
-             client: PrometheusClient | None) -> dict[str, Any]:
+def document(game: Gameday, outcome: Outcome, slos: list[SLO], folder: Path,
+             client: PrometheusClient | None) -> GamedayDocument:
     """The report's data; without a client (Prometheus gone), the verdict, phases and events alone."""
     from openbell.gameday import collect
 
@@ -75,24 +76,16 @@ def document(game: Gameday, outcome: Any, slos: list[SLO], folder: Path,
     spend = list(last.figures.get("spend", [])) if last is not None else []
     # Once the gate fails nothing asks it again, so the last verdict is the one that stopped the gameday.
     outcomes = collect.final_outcomes(final_reasons, slos, spend)
-    return {
-        "schema": "openbell/gameday/v1", "gameday": game.plan.name, "description": game.plan.description,
-        "plan": str(game.plan.path), "target": game.where.target, "run_id": game.run_id,
-        "started_at": start, "finished_at": end, "duration_s": round(end - start, 3),
-        "verdict": {"outcome": outcome.verdict, "exit_code": outcome.exit_code, "reason": outcome.reason,
-                    "reasons": outcome.reasons},
-        "gate": {"severity": game.plan.gate.severity, "interval_s": game.plan.gate.interval_s,
-                 "max_budget_consumed": game.plan.gate.max_budget_consumed,
-                 "unhealthy_at_start": [b.to_dict() for b in game.unhealthy], "checks": len(game.gate_checks),
-                 "last": last.to_dict() if last is not None else None},
-        "phases": [r.to_dict(folder) for r in game.runs],
-        "events": [e.to_dict() for e in sorted(game.events, key=lambda e: e.at)],
-        "charts": charts,
-        "slos": collect.slo_table(game.gate, outcomes, end, folder) if client else [],
-        "alerts": collect.fired_alerts(client, slos, start, end, step, folder) if client else [],
-        "artifacts": {"json": "gameday.json", "junit": "junit.xml", "html": "index.html",
-                      "logs": {r.phase.name: os.path.relpath(r.log, folder) for r in game.runs if r.log is not None}},
-    }
+    rules = game.plan.gate
+    return GamedayDocument(
+        game.plan.name, game.plan.description, str(game.plan.path), game.where.target, game.run_id, start, end,
+        outcome,
+        GateSummary(rules.severity, rules.interval_s, rules.max_budget_consumed,
+                    tuple(b.to_dict() for b in game.unhealthy), len(game.gate_checks), last),
+        tuple(r.to_dict(folder) for r in game.runs), tuple(game.events), tuple(charts),
+        tuple(collect.slo_table(game.gate, outcomes, end, folder)) if client else (),
+        tuple(collect.fired_alerts(client, slos, start, end, step, folder)) if client else (),
+        {r.phase.name: os.path.relpath(r.log, folder) for r in game.runs if r.log is not None})
 
 
 def _scrape_interval(where: Where) -> float:
@@ -103,29 +96,14 @@ def _scrape_interval(where: Where) -> float:
     return Sandbox(where.home).scrape_interval_s() or 1.0
 
 
-def write_report(doc: dict[str, Any], folder: Path) -> None:
+def write_report(doc: GamedayDocument, folder: Path) -> None:
+    """gameday.json, junit.xml and index.html in `folder`."""
     import json
 
     from openbell.report import junit
     from openbell.report.page import write_report as write_html
 
-    (folder / "gameday.json").write_text(json.dumps(doc, indent=2) + "\n")
-    cases = []
-    for p in doc["phases"]:
-        outcome = {"pass": "pass", "not_run": "skipped", "skipped": "skipped"}.get(p["outcome"], "fail")
-        cases.append(junit.Case(f"{p['name']} ({p['kind']})", f"gameday.{doc['gameday']}", outcome,
-                                p["reason"] or p["outcome"], time_s=p["duration_s"] or 0.0))
-    v = doc["verdict"]
-    suite = f"gameday.{doc['gameday']}"
-    unhealthy = v["outcome"] == "unhealthy"
-    cases.insert(0, junit.Case("platform healthy before the gameday", suite, "fail" if unhealthy else "pass",
-                               "; ".join(v["reasons"]) if unhealthy else "nothing burning at the start"))
-    if unhealthy:
-        cases.append(junit.Case("SLO gate", suite, "skipped", "not asked: the gameday did not start"))
-    else:
-        cases.append(junit.Case("SLO gate", suite,
-                                "fail" if any(r.startswith("SLO gate") for r in v["reasons"]) else "pass",
-                                "; ".join(r for r in v["reasons"] if r.startswith("SLO gate")) or
-                                f"held over {doc['gate']['checks']} checks"))
-    (folder / "junit.xml").write_text(junit.render(f"openbell gameday {doc['gameday']}", cases))
-    write_html(doc, folder)
+    data = doc.to_json()
+    (folder / "gameday.json").write_text(json.dumps(data, indent=2) + "\n")
+    (folder / "junit.xml").write_text(junit.render(f"openbell gameday {doc.gameday}", doc.junit_cases()))
+    write_html(data, folder)

@@ -3,10 +3,10 @@
 - `prometheus_url`: `--prometheus`, else $OPENBELL_PROMETHEUS_URL, else the running sandbox's, else
   127.0.0.1:9090 (what `slo`, `chaos` probes and the safeguard ask).
 - `entry`: where virtual traders go: the running sandbox's router, or the URL of a platform's entry point.
+- `canary_target`: the router and a canary's lifecycle, on the sandbox or on Kubernetes (targets/base.py).
 - `Sandbox`: the local platform as chaos sees it: its components' processes, ports and health, stopping and
   starting them, and signals to them. Chaos actions and probes go through it, never into sandbox/ itself.
 
-Canary rollouts have their own seam (targets/base.py's CanaryTarget); this module is the rest.
 """
 
 from __future__ import annotations
@@ -22,9 +22,12 @@ from urllib.parse import urlsplit
 from openbell.errors import SpecError, UnreachableError, UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from openbell.sandbox.layout import Layout
     from openbell.sandbox.probes import Health
     from openbell.sandbox.processes import ProcessRecord
+    from openbell.targets.base import CanaryTarget
 
 PROMETHEUS_ENV = "OPENBELL_PROMETHEUS_URL"
 DEFAULT_PROMETHEUS = "http://127.0.0.1:9090"
@@ -83,6 +86,22 @@ def entry(target: str, prometheus: str | None = None) -> Entry:
     base = f"{parts.scheme}://{parts.netloc}"
     ws = ("wss://" if parts.scheme == "https" else "ws://") + parts.netloc + "/ws"
     return Entry(target, base, ws, None, prometheus)
+
+
+def canary_target(service: str, target: str, home: str | Path | None, namespace: str, kube_context: str | None,
+                  prometheus: str | None, progress: Callable[[str], None]) -> CanaryTarget:
+    """The router and the canary's lifecycle for `service`: the sandbox at `home` (else the default), or the
+    cluster of `kube_context` (its `namespace`, and the Prometheus that watches it)."""
+    if target == "sandbox":
+        from openbell.targets.sandbox import SandboxTarget
+
+        return SandboxTarget(service=service, progress=progress, home=sandbox_layout(home).home)
+    if target == "kubernetes":
+        from openbell.targets.kubernetes import KubernetesTarget
+
+        return KubernetesTarget(service=service, progress=progress, namespace=namespace, kube_context=kube_context,
+                                prometheus=prometheus or "")
+    raise UsageError(f"--target {target!r}: expected sandbox or kubernetes")
 
 
 class Sandbox:
