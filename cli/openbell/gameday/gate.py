@@ -30,11 +30,6 @@ from openbell.slo.promql import error_ratio
 from openbell.slo.verdict import Outcome, Verdict, combine
 
 BLIND_LIMIT = 3
-# A burn that has stopped still pages until it leaves the short window of its alert pair (5 minutes for the
-# fast page pair). The gameday waits that long, and a minute more, for one that stopped; never for one that
-# still burns.
-SETTLE_MAX_S = 360.0
-NOW_WINDOW_S = 60.0  # "still burning": the SLO's error ratio over the last minute is above its budget
 
 
 @dataclass(frozen=True)
@@ -53,24 +48,6 @@ class Spend:
 
 def _r(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else round(value, 8)
-
-
-def stopped(client: PrometheusClient, slos: list[SLO], burning: list[Burning], now: float) -> bool:
-    """Whether every burning series has stopped burning: its SLO's error ratio over the last minute is within
-    its budget (a burn rate of at most 1). Anything that cannot be read counts as still burning."""
-    for b in burning:
-        name = b.label.split("{", 1)[0]
-        slo = next((s for s in slos if f"{s.service}/{s.name}" == name), None)
-        if slo is None:
-            return False
-        try:
-            samples = client.query(error_ratio(slo, NOW_WINDOW_S), at=now)
-        except (OpenbellError, httpx.HTTPError):
-            return False
-        values = [s.value for s in samples if math.isfinite(s.value)]
-        if not values or max(values) > slo.error_budget:
-            return False
-    return True
 
 
 @dataclass

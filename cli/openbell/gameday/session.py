@@ -17,11 +17,9 @@ from openbell.gameday.events import Listener
 
 if TYPE_CHECKING:
     from openbell.gameday.core import Outcome
-    from openbell.gameday.gate import GamedayGate
     from openbell.gameday.plan import Plan
     from openbell.gameday.runner import Gameday, Where
     from openbell.metrics.prometheus import PrometheusClient
-    from openbell.slo.burning import Burning
     from openbell.slo.model import SLO
 
 
@@ -32,8 +30,7 @@ def run_gameday(plan: Plan, slos: list[SLO], where: Where, run_id: str, folder: 
     """Run the plan, then write the report folder: index.html, gameday.json, junit.xml, phases/.
 
     `prepare` (the calibrated scale of the load phases) runs only on a platform that is not burning: a
-    burning one ends the gameday as unhealthy without it; otherwise the gate is asked again after it. A burn
-    that has stopped is waited out (`settled`), one that still burns is not."""
+    burning one ends the gameday as unhealthy without it; otherwise the gate is asked again after it."""
     from openbell.gameday.gate import GamedayGate
     from openbell.gameday.runner import Gameday
     from openbell.metrics.prometheus import PrometheusClient
@@ -47,13 +44,12 @@ def run_gameday(plan: Plan, slos: list[SLO], where: Where, run_id: str, folder: 
         raise UnreachableError(f"Prometheus at {where.prometheus_url}: {exc}") from None
     gate = GamedayGate(client, slos, plan.gate, started_at=time.time())
     load: list[dict[str, Any]] = []
-    unhealthy = settled(gate, gate.preflight(time.time()), say)
+    unhealthy = gate.preflight(time.time())
     if not unhealthy and prepare is not None:
         plan, load = prepare(plan)
-        unhealthy = settled(gate, gate.preflight(time.time()), say)  # what the calibration's top level left
-    gate.started_at = time.time()  # what the gameday spends starts now, not with the calibration or a wait
+        gate.started_at = time.time()  # what the gameday spends starts now, not with the calibration
     game = Gameday(plan, where, gate, run_id, folder, listener=listener or Listener())
-    outcome = game.run(unhealthy)
+    outcome = game.run(unhealthy or None)
     say("collecting the report from Prometheus")
     try:
         doc = document(game, outcome, slos, folder, client)
@@ -63,23 +59,6 @@ def run_gameday(plan: Plan, slos: list[SLO], where: Where, run_id: str, folder: 
     doc = dataclasses.replace(doc, load=tuple(load))  # what each calibrated load phase's scale was set from
     write_report(doc, folder)
     return doc.to_json(), outcome.exit_code
-
-
-def settled(gate: GamedayGate, burning: list[Burning], say: Callable[[str], None],
-            clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> list[Burning]:
-    """What still burns once the burns that have stopped (the last gameday's broker loss, a calibration's top
-    level) have left the alert windows: asked again every gate interval while every burning series is within
-    budget over the last minute, for at most SETTLE_MAX_S. A series that still burns ends the wait at once."""
-    from openbell.gameday.gate import SETTLE_MAX_S, stopped
-
-    deadline = clock() + SETTLE_MAX_S
-    while burning and clock() < deadline and stopped(gate.client, gate.slos, burning, clock()):
-        now = clock()
-        say(f"{'; '.join(b.label for b in burning)}: stopped burning (within budget over the last minute), still in "
-            f"its alert windows; asking again in {gate.rules.interval_s:g}s (waiting at most {deadline - now:.0f}s)")
-        sleep(gate.rules.interval_s)
-        burning = gate.preflight(clock())
-    return burning
 
 
 def document(game: Gameday, outcome: Outcome, slos: list[SLO], folder: Path,
