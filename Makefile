@@ -49,12 +49,15 @@ $(STAMP): pyproject.toml
 # the rules in both formats, check them with promtool); then `openbell gameday` brings the platform up on this
 # machine with those rules loaded and runs gamedays/opening-bell.yaml: NYSE-open load, a gateway canary at the
 # bell, replica and broker loss in steady trading, the SLOs' budgets at the close. One verdict (exit code) and
-# one report: build/gameday/latest/index.html. The sandbox stays up: `openbell sandbox down` stops it.
+# one report: build/gameday/latest/index.html. Each run rehearses on a fresh sandbox: a running one is stopped and
+# purged first (the last rehearsal's broker loss would still page in its kept history for about 30 minutes, and
+# a gameday rightly refuses a platform that pages). The sandbox stays up after: `openbell sandbox down` stops it.
 run: setup
 	$(BIN)/openbell slo lint slo/
 	$(BIN)/openbell slo rules slo/ -o $(BUILD)/slo-rules.yaml
 	$(BIN)/openbell slo rules slo/ --format prometheus-operator --namespace monitoring -o $(BUILD)/slo-prometheusrule.yaml
 	promtool check rules $(BUILD)/slo-rules.yaml
+	$(BIN)/openbell sandbox down --purge
 	$(BIN)/openbell gameday --plan gamedays/opening-bell.yaml --report $(BUILD)/gameday/latest
 
 test: setup kube pulumi
