@@ -180,13 +180,47 @@ def test_a_version_80ms_slower_is_rolled_back_by_the_judge_before_the_slo_burns(
                                                                                  fleet: Fleet) -> None:
     stable = stable_version(sandbox)
     code, result, err = canary(sandbox, "run", "gateway", "--version", "v3-slow", "--hold", "60s", "--slo", SLO,
-                               "--sandbox-fault", "latency_ms=80")
+                               "--sandbox-fault", "latency_ms=80", "--judge", "fixed")
     assert code == 1, err[-3000:]
     assert result["reason"].startswith("judge failed at step 1 (10%)"), result["reason"]
     assert "gateway-push-latency" in result["reason"]
     # The fleet's SLO gate had not fired: the judge caught the canary before the budget burned.
     assert result["last_gates"]["slo"]["outcome"] == "pass", result["last_gates"]["slo"]
     assert_safe(sandbox, fleet, stable)
+
+
+def test_the_sequential_judge_rolls_back_a_version_10ms_slower_within_seconds_on_its_evidence(
+        sandbox: Sandbox, fleet: Fleet) -> None:
+    stable = stable_version(sandbox)
+    code, result, err = canary(sandbox, "run", "gateway", "--version", "v3-10ms", "--hold", "60s", "--slo", SLO,
+                               "--sandbox-fault", "latency_ms=10", "--judge", "sequential")
+    assert code == 1, err[-3000:]
+    assert result["reason"].startswith("judge failed at step 1 (10%)"), result["reason"]
+    step = next(e for e in result["timeline"] if e["kind"] == "step")
+    rollback = next(e for e in result["timeline"] if e["kind"] == "rollback")
+    assert rollback["at"] - step["at"] < 20, result["timeline"]  # the evidence, not the 60 s hold, decided
+    judge = result["last_gates"]["judge"]["figures"]
+    assert judge["judge"] == "sequential" and judge["alpha"] == 0.01
+    regressed = [c for c in judge["comparisons"] if c["decision"] == "regressed"]
+    assert regressed and all(c["worse_by"][0] > c["margin"] for c in regressed), judge["comparisons"]
+    assert any(c["name"].startswith(("push_latency >", "rest_latency >")) for c in regressed)
+    # The evidence is in the timeline: each question's counts and how much worse the canary can be.
+    assert any(q["decision"] == "regressed" for q in rollback["figures"]["evidence"]), rollback["figures"]
+    assert_safe(sandbox, fleet, stable)
+
+
+def test_the_sequential_judge_promotes_a_healthy_version_before_the_holds_end(sandbox: Sandbox,
+                                                                               fleet: Fleet) -> None:
+    code, result, err = canary(sandbox, "run", "gateway", "--version", "v2-seq", "--steps", "10,50,100", "--hold",
+                               "60s", "--min-hold", "3s", "--probe-rate", "10", "--slo", SLO)
+    assert code == 0, err[-3000:]
+    assert result["outcome"] == "promoted"
+    steps = [e for e in result["timeline"] if e["kind"] == "step"]
+    gates = [e for e in result["timeline"] if e["kind"] == "gate"]
+    assert len(gates) == 3 and all("shown non-inferior" in g["message"] for g in gates[:2]), gates
+    held = [g["at"] - s["at"] for s, g in zip(steps, gates, strict=True)]
+    assert all(3 <= h < 60 for h in held) and sum(held) < 90, held  # each step ended on evidence, not the hold
+    assert_all_on(fleet, "v2-seq")
 
 
 def start_run(sandbox: Sandbox, version: str, *extra: str) -> subprocess.Popen[str]:
@@ -260,6 +294,10 @@ def test_kill_9_mid_step_then_resume_or_abort_both_end_safe(sandbox: Sandbox, fl
     (["run", "gateway", "--version", "v9", "--slo", "/nonexistent/slo.yaml"], "/nonexistent/slo.yaml"),
     (["run", "gateway", "--version", "v9", "--hold", "soon"], "--hold"),
     (["run", "gateway", "--version", "v9", "--sandbox-fault", "error_rate=7"], "error_rate must be within 0..1"),
+    (["run", "gateway", "--version", "v9", "--judge", "bayes"], "expected one of fixed, sequential"),
+    (["run", "gateway", "--version", "v9", "--alpha", "0.9"], "--alpha"),
+    (["run", "gateway", "--version", "v9", "--tolerance", "cpu=0.1"], "--tolerance"),
+    (["run", "gateway", "--version", "v9", "--hold", "10s", "--min-hold", "20s"], "--min-hold"),
 ])
 def test_bad_input_exits_2_with_one_line_and_changes_nothing(sandbox: Sandbox, args: list[str],
                                                             expected: str) -> None:
@@ -276,7 +314,7 @@ def test_a_version_with_5_percent_errors_is_rolled_back_at_the_first_step_with_t
         sandbox: Sandbox, fleet: Fleet) -> None:
     stable = stable_version(sandbox)
     code, result, err = canary(sandbox, "run", "gateway", "--version", "v3-errors", "--hold", "60s", "--slo", SLO,
-                               "--sandbox-fault", "error_rate=0.05", "--probe-rate", "10")
+                               "--sandbox-fault", "error_rate=0.05", "--probe-rate", "10", "--judge", "fixed")
     assert code == 1, err[-3000:]
     assert result["outcome"] == "rolled_back" and result["weight"] == 0
     rollback = next(e for e in result["timeline"] if e["kind"] == "rollback")

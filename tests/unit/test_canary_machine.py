@@ -111,3 +111,36 @@ def test_rollouts_survive_their_json_round_trip() -> None:
                                       ((50, 25), False), ((0, 50), False), ((10, 101), False)])
 def test_steps_must_be_increasing_percentages(steps: tuple[int, ...], ok: bool) -> None:
     assert (machine.check_steps(steps) is None) == ok
+
+
+SEQUENTIAL = Policy(steps=(10, 50, 100), hold_s=30, max_extension_s=20, inconclusive="fail", judge="sequential",
+                    min_hold_s=5)
+
+
+def test_the_sequential_judge_ends_a_step_once_shown_non_inferior_but_not_before_the_minimum_hold() -> None:
+    rollout = started(SEQUENTIAL)
+    assert "hold 5-30s, sequential judge (alpha 0.01" in rollout.events[0].message
+    early, actions = machine.advance(rollout, Observation(1004.0, "pass", "pass", evidence="non-inferior on 3"))
+    assert early == rollout and actions == []  # shown, but the minimum hold is not over
+    waiting, actions = machine.advance(rollout, Observation(1010.0, "pass", "inconclusive", ("not yet",)))
+    assert waiting == rollout and actions == []  # not yet shown: the step holds on, up to its maximum
+    moved, actions = machine.advance(rollout, Observation(1012.0, "pass", "pass", evidence="non-inferior on 3"))
+    assert moved.weight == 50 and actions == [SetWeight(50), Churn(50)]
+    gate = [e for e in moved.events if e.kind == "gate"][-1]
+    assert gate.message == "step 1 shown non-inferior after 11s: non-inferior on 3"
+    # Not shown by the maximum hold: the extension and the inconclusive policy, as with the fixed judge.
+    extended, _ = machine.advance(moved, Observation(1043.0, "pass", "inconclusive", ("not yet",)))
+    assert extended.extended and extended.events[-1].kind == "extend"
+    # Shown worse: rolled back at once, minimum hold or not.
+    worse, actions = machine.advance(moved, Observation(1013.0, "pass", "fail", ("errors: canary worse",)))
+    assert worse.phase == "rolling_back" and isinstance(actions[0], RollBack)
+
+
+def test_a_policy_round_trips_with_its_judge_and_an_old_record_reads_as_fixed() -> None:
+    assert Policy.from_dict(SEQUENTIAL.to_dict()) == SEQUENTIAL
+    old = {k: v for k, v in POLICY.to_dict().items()
+           if k not in ("judge", "min_hold_s", "alpha", "latency_tolerance", "error_tolerance")}
+    assert Policy.from_dict(old) == POLICY and POLICY.judge == "fixed" and POLICY.earliest_s == 30
+    assert machine.check_judge(0.01, 0.5, 0.05) is None
+    assert "alpha" in (machine.check_judge(0.0, 0.5, 0.05) or "")
+    assert "error tolerance" in (machine.check_judge(0.01, 0.5, 1.5) or "")

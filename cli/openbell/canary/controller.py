@@ -305,7 +305,7 @@ class Controller:
         slo = judge = None
         if self.gates is not None:
             slo = _safe(lambda: self.gates.slo(now))  # type: ignore[union-attr]
-            judge = _safe(lambda: self.gates.judge(now, since))  # type: ignore[union-attr]
+            judge = _safe(lambda: self.gates.judge(now, since, rollout.policy))  # type: ignore[union-attr]
             if rollout.policy.inconclusive == "pass":
                 # The lenient policy is for too little data, never for a gate that could not look at all.
                 slo, judge = _blind_fails(slo), _blind_fails(judge)
@@ -324,8 +324,13 @@ class Controller:
         messages = (judge.figures.get("messages") or {}) if judge else {}
         if messages.get("canary_share") is not None:
             figures["canary_message_share"] = messages["canary_share"]
+        evidence = ""
+        if judge is not None and judge.figures.get("judge") == "sequential":
+            figures["evidence"] = _evidence(judge.figures)
+            evidence = "; ".join(judge.reasons) if judge.outcome == "pass" else ""
         obs = Observation(now, slo.outcome if slo else None, judge.outcome if judge else None, reasons,
-                          request if request in ("promote", "abort") else None, figures)  # type: ignore[arg-type]
+                          request if request in ("promote", "abort") else None, figures,  # type: ignore[arg-type]
+                          evidence)
         if request is not None:
             rollout = rollout.log(now, "request", f"{request} requested by an operator")
         before = len(rollout.events)
@@ -413,6 +418,19 @@ def _first_step_at(rollout: Rollout) -> float:
         if event.kind == "step":
             return event.at
     return rollout.step_started_at
+
+
+def _evidence(figures: dict[str, Any]) -> list[dict[str, Any]]:
+    """The sequential judge's questions in short, for the timeline: each decision with the counts behind it
+    and how much worse the canary can be (percentage points, low to high)."""
+    out = []
+    for c in figures.get("comparisons") or []:
+        out.append({"question": c["name"], "decision": c["decision"],
+                    "canary": f"{c['canary']['bad']}/{c['canary']['total']}",
+                    "stable": f"{c['stable']['bad']}/{c['stable']['total']}",
+                    "worse_by_pp": [round(100 * v, 2) for v in c["worse_by"]],
+                    "tolerance_pp": round(100 * c["tolerance"], 2)})
+    return out
 
 
 def _safe(ask: Callable[[], Verdict]) -> Verdict:

@@ -9,7 +9,10 @@ canary's statistics (judge.py).
    series, its bad events tested against the slowest page threshold (the burn that would page if this
    version took all the traffic) with a one-sided binomial test (a canary serving 10% of traffic can burn at
    100x while the fleet burns at 10x, below any alert).
-   (b) The comparison with stable on the service's metrics (Mann-Whitney U with effect tolerances).
+   (b) The comparison with stable on the service's metrics: with the `fixed` judge, Mann-Whitney U with
+   effect tolerances on rate samples (judge.py); with the `sequential` judge, anytime-valid confidence
+   sequences on the counts since the first step (sequential.py): the latency histograms boundary by boundary
+   and the failures, and the canary-scoped burn decided on a confidence sequence too.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from openbell.canary.judge import MetricResult, ScopedBurn, decide_scoped, judge_metric
-from openbell.canary.services import CanaryService
+from openbell.canary import sequential
+from openbell.canary.judge import MetricResult, ScopedBurn, decide_scoped, decide_scoped_sequential, judge_metric
+from openbell.canary.machine import Policy
+from openbell.canary.services import CanaryService, Question
 from openbell.durations import promql_duration
 from openbell.metrics.prometheus import PrometheusClient, QueryError, QueryTimeout
 from openbell.slo.burning import Burning, burning
@@ -133,8 +138,11 @@ class Gates:
         out["canary_share"] = None if total <= 0 else round((canary or 0.0) / total, 4)
         return out
 
-    def judge(self, now: float, since: float) -> Verdict:
-        """Gate 2: the canary's own SLO burn, then canary against stable on the service's metrics."""
+    def judge(self, now: float, since: float, policy: Policy | None = None) -> Verdict:
+        """Gate 2: the canary's own SLO burn, then canary against stable on the service's metrics, by the
+        policy's judge (fixed unless it says sequential)."""
+        if policy is not None and policy.judge == "sequential":
+            return self.sequential(now, since, policy)
         burns = self.scoped_burns(now, since)
         start = max(since + self.rate_window_s, now - self.lookback_s)
         results: list[MetricResult] = []
@@ -155,3 +163,110 @@ class Gates:
         return Verdict(outcome, tuple(reasons), {"canary_slo_burn": [b.to_dict() for b in burns],
                                                  "metrics": [r.to_dict() for r in results],
                                                  "messages": self.served(now)})
+
+    # -- the sequential judge ----------------------------------------------------------------------------
+
+    def counts(self, selector: str, role: str, now: float, since: float) -> dict[tuple[tuple[str, str], ...], float]:
+        """Each series' growth between `since` and `now` (labels -> events): a series absent at `since` (the
+        canary's, born with it) counts from 0, and one that reset (a restarted replica) from its reset."""
+        promql = selector.replace("{role}", self.scope.matcher(role))
+        before = {_key(s.labels): s.value for s in self.client.query(promql, at=since)}
+        out: dict[tuple[tuple[str, str], ...], float] = {}
+        for sample in self.client.query(promql, at=now):
+            if not math.isfinite(sample.value):
+                continue
+            key = _key(sample.labels)
+            base = before.get(key, 0.0)
+            base = base if math.isfinite(base) else 0.0
+            out[key] = sample.value - base if sample.value >= base else sample.value
+        return out
+
+    def question_counts(self, question: Question, role: str, now: float,
+                        since: float) -> list[tuple[str, sequential.Counts]]:
+        """A question's (label, counts) for one version: one per histogram boundary, or one ratio."""
+        if question.kind == "ratio":
+            bad = sum(sum(self.counts(q, role, now, since).values()) for q in question.bad)
+            total = sum(sum(self.counts(q, role, now, since).values()) for q in question.total)
+            total_n = max(0, round(total))
+            return [(question.name, sequential.Counts(min(total_n, max(0, round(bad))), total_n))]
+        by_le: dict[float, float] = {}
+        for key, value in self.counts(question.series, role, now, since).items():
+            raw = dict(key).get("le")
+            if raw is None:
+                continue
+            bound = float(raw)
+            by_le[bound] = by_le.get(bound, 0.0) + value
+        out: list[tuple[str, sequential.Counts]] = []
+        for boundary, above, total in sequential.exceedances(sorted(by_le.items())):
+            shown = f"{boundary * 1000:g} ms" if question.unit_ms else f"{boundary:g}"
+            out.append((f"{question.name} > {shown}", sequential.Counts(above, total)))
+        return out
+
+    def sequential(self, now: float, since: float, policy: Policy) -> Verdict:
+        """Gate 2 by the sequential judge: every question's confidence sequences on the counts since the
+        first step, alpha split over every sequence (two per question, one per scoped SLO series)."""
+        asked: list[tuple[Question, str, sequential.Counts, sequential.Counts]] = []
+        unavailable: list[str] = []
+        for question in self.service.questions:
+            try:
+                canary = dict(self.question_counts(question, self.scope.canary, now, since))
+                stable = dict(self.question_counts(question, self.scope.stable, now, since))
+            except (QueryError, QueryTimeout) as exc:
+                unavailable.append(f"{question.name}: {exc}")
+                continue
+            for label in sorted(set(canary) | set(stable), key=_boundary_order):
+                c = canary.get(label, sequential.Counts(0, 0))
+                s = stable.get(label, sequential.Counts(0, 0))
+                if c.total == 0 and s.total == 0:
+                    continue  # nothing of this kind served by either version: nothing to ask
+                asked.append((question, label, c, s))
+        scoped = self._scoped_with_slos(now, since)
+        sequences = 2 * len(asked) + len(scoped)
+        each = policy.alpha / max(1, sequences)
+        comparisons = []
+        for question, label, c, s in asked:
+            tolerance = policy.latency_tolerance if question.family == "latency" else policy.error_tolerance
+            # Failures: the same code fails no more often, so any sure excess is a regression. Latency: two
+            # processes on one machine never serve exactly alike; half the tolerance is the resolution.
+            margin = tolerance / 2.0 if question.family == "latency" else 0.0
+            comparisons.append(sequential.compare(label, c, s, each, margin, tolerance))
+        burns = [decide_scoped_sequential(b.label, slo, b.window_s, b.error_ratio, b.events, b.stable_error_ratio, each)
+                 for b, slo in scoped]
+        decision = sequential.overall(comparisons)
+        burned = [b for b in burns if b.outcome == "fail"]
+        figures = {"judge": "sequential", "alpha": policy.alpha, "alpha_each": each,
+                   "comparisons": [c.to_dict() for c in comparisons],
+                   "canary_slo_burn": [b.to_dict() for b in burns], "messages": self.served(now)}
+        if unavailable:
+            figures["unavailable_questions"] = unavailable
+        if burned or decision == "regressed":
+            reasons = tuple(b.reason for b in burned) + tuple(c.line() for c in comparisons
+                                                              if c.decision == "regressed")
+            return Verdict("fail", reasons, figures)
+        if decision == "non-inferior" and not unavailable:
+            worst = max(comparisons, key=lambda c: c.high - c.tolerance)
+            return Verdict("pass", (f"non-inferior on {len(comparisons)} questions (alpha {policy.alpha:g}); "
+                                    f"closest to its tolerance: {worst.line()}",), figures)
+        pending = [c for c in comparisons if c.decision == "not yet"]
+        reasons = tuple(f"not yet: {c.line()}" for c in pending[:3]) + tuple(unavailable)
+        if not comparisons:
+            reasons = ("no canary or stable events to compare yet", *reasons)
+        return Verdict("inconclusive", reasons, figures)
+
+    def _scoped_with_slos(self, now: float, since: float) -> list[tuple[ScopedBurn, SLO]]:
+        """The canary-scoped SLO series since the first step, each with its SLO (those Prometheus answered)."""
+        by_label = {f"{s.service}/{s.name}": s for s in self.slos}
+        return [(b, by_label[b.label.split("{", 1)[0]]) for b in self.scoped_burns(now, since)
+                if b.label.split("{", 1)[0] in by_label and b.outcome != "inconclusive"]
+
+
+def _key(labels: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, v) for k, v in labels.items() if k != "__name__"))
+
+
+def _boundary_order(label: str) -> tuple[str, float]:
+    name, _, rest = label.partition(" > ")
+    try:
+        return name, float(rest.split()[0]) if rest else -1.0
+    except ValueError:
+        return name, -1.0

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from openbell.canary.sequential import confidence_sequence
 from openbell.durations import human_duration
 from openbell.slo.model import SLO
 from openbell.slo.verdict import Outcome, Verdict, combine
@@ -265,4 +266,30 @@ def decide_scoped(label: str, slo: SLO, window_s: float, ratio: float | None, ev
     if p_value < ALPHA:
         figures += ": stable burns alike, so not the canary's doing (the fleet gate judges the platform)"
     return ScopedBurn(label, window_s, ratio, events, burn, page.burn_rate, p_value, "pass",
+                      f"{label}: {figures}", stable_ratio)
+
+
+def decide_scoped_sequential(label: str, slo: SLO, window_s: float, ratio: float | None, events: float | None,
+                             stable_ratio: float | None, alpha: float) -> ScopedBurn:
+    """Pure: the canary-scoped burn decided on a confidence sequence (sequential.py) instead of a p-value, so
+    valid however often it is asked: failed when the canary's error ratio is surely above the slowest page
+    threshold (its confidence sequence's low end is), and more than STABLE_MARGIN times stable's."""
+    page = min((p for p in window_pairs(slo.period_s) if p.severity == "page"), key=lambda p: p.burn_rate)
+    threshold = page.error_ratio_threshold(slo.error_budget)
+    if stable_ratio is not None and not math.isfinite(stable_ratio):
+        stable_ratio = None
+    if ratio is None or events is None or not math.isfinite(ratio) or events < 1:
+        return ScopedBurn(label, window_s, None, events, None, page.burn_rate, None, None,
+                          f"{label}: no canary events yet", stable_ratio)
+    n = round(events)
+    bad = min(n, round(ratio * events))
+    low, high = confidence_sequence(bad, n, alpha)
+    figures = (f"canary {bad}/{n} bad ({ratio:.3%}, between {low:.3%} and {high:.3%}) vs the page threshold "
+               f"{threshold:.3%} ({page.burn_rate:g}x)"
+               + ("" if stable_ratio is None else f", stable {stable_ratio:.3%}"))
+    surely = low > threshold
+    if surely and (stable_ratio is None or ratio > STABLE_MARGIN * stable_ratio):
+        return ScopedBurn(label, window_s, ratio, events, ratio / slo.error_budget, page.burn_rate, None, "fail",
+                          f"{label}: canary surely burns its budget: {figures}", stable_ratio)
+    return ScopedBurn(label, window_s, ratio, events, ratio / slo.error_budget, page.burn_rate, None, "pass",
                       f"{label}: {figures}", stable_ratio)

@@ -24,11 +24,27 @@ Phase = Literal["starting", "progressing", "promoting", "rolling_back", "promote
 TERMINAL: tuple[Phase, ...] = ("promoted", "rolled_back")
 Request = Literal["promote", "abort"]
 InconclusivePolicy = Literal["fail", "pass"]
+JudgeKind = Literal["fixed", "sequential"]
+JUDGES: tuple[JudgeKind, ...] = ("fixed", "sequential")
+# The sequential judge's default tolerances (shares of events; canary/sequential.py). Latency: two gateway
+# processes on one machine differ by up to ~15 points in the share of pushes slower than a boundary with the
+# same build (an A/A canary, measured: 73% vs 58% slower than 5 ms), so a canary is rolled back when surely 25
+# points worse at some boundary (half the tolerance) and accepted when surely within 50; a +10 ms canary is 75
+# points or more worse. Failures: rolled back when surely more frequent than stable's at all, accepted when
+# surely within 5 points (the canary-scoped SLO burn test rolls back a canary surely burning at page rate).
+LATENCY_TOLERANCE = 0.5
+ERROR_TOLERANCE = 0.05
 
 
 @dataclass(frozen=True)
 class Policy:
-    """How a rollout proceeds: the steps (percent), the hold per step, and what inconclusive means."""
+    """How a rollout proceeds: the steps (percent), the hold per step, and what inconclusive means.
+
+    With the `fixed` judge every step holds `hold_s`, then the judge's answer moves it on. With the
+    `sequential` judge (canary/sequential.py) `hold_s` is the most a step holds: it ends as soon as the
+    canary is shown non-inferior, but not before `min_hold_s`; `alpha` bounds the chance of a wrong
+    rollback (and of a wrong acceptance) over the whole rollout, and the tolerances say how much worse is
+    still acceptable: the share of events slower than any latency boundary, and the share failed."""
 
     steps: tuple[int, ...] = (10, 25, 50, 100)
     hold_s: float = 60.0
@@ -36,16 +52,42 @@ class Policy:
     inconclusive: InconclusivePolicy = "fail"
     churn: bool = True
     probe_rate_per_s: float = 0.0  # synthetic requests a second to the canary and to stable (canary/probe.py)
+    judge: JudgeKind = "fixed"
+    min_hold_s: float = 0.0
+    alpha: float = 0.01
+    latency_tolerance: float = LATENCY_TOLERANCE
+    error_tolerance: float = ERROR_TOLERANCE
+
+    @property
+    def earliest_s(self) -> float:
+        """How long a step holds at least before a passing gate may end it."""
+        return min(self.min_hold_s, self.hold_s) if self.judge == "sequential" else self.hold_s
 
     def to_dict(self) -> dict[str, Any]:
         return {"steps": list(self.steps), "hold_s": self.hold_s, "max_extension_s": self.max_extension_s,
-                "inconclusive": self.inconclusive, "churn": self.churn, "probe_rate_per_s": self.probe_rate_per_s}
+                "inconclusive": self.inconclusive, "churn": self.churn, "probe_rate_per_s": self.probe_rate_per_s,
+                "judge": self.judge, "min_hold_s": self.min_hold_s, "alpha": self.alpha,
+                "latency_tolerance": self.latency_tolerance, "error_tolerance": self.error_tolerance}
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Policy:
         return cls(steps=tuple(int(s) for s in raw["steps"]), hold_s=float(raw["hold_s"]),
                    max_extension_s=float(raw["max_extension_s"]), inconclusive=raw["inconclusive"],
-                   churn=bool(raw["churn"]), probe_rate_per_s=float(raw.get("probe_rate_per_s", 0.0)))
+                   churn=bool(raw["churn"]), probe_rate_per_s=float(raw.get("probe_rate_per_s", 0.0)),
+                   judge=raw.get("judge", "fixed"), min_hold_s=float(raw.get("min_hold_s", 0.0)),
+                   alpha=float(raw.get("alpha", 0.01)),
+                   latency_tolerance=float(raw.get("latency_tolerance", LATENCY_TOLERANCE)),
+                   error_tolerance=float(raw.get("error_tolerance", ERROR_TOLERANCE)))
+
+
+def check_judge(alpha: float, latency_tolerance: float, error_tolerance: float) -> str | None:
+    """Why these sequential judge settings cannot be used (None when they can)."""
+    if not 0.0 < alpha < 0.5:
+        return f"expected alpha within (0, 0.5), got {alpha:g}"
+    for name, value in (("latency tolerance", latency_tolerance), ("error tolerance", error_tolerance)):
+        if not 0.0 < value < 1.0:
+            return f"expected a {name} within (0, 1) (a share of events), got {value:g}"
+    return None
 
 
 def check_steps(steps: tuple[int, ...]) -> str | None:
@@ -170,6 +212,7 @@ class Observation:
     reasons: tuple[str, ...] = ()
     request: Request | None = None
     figures: dict[str, Any] = field(default_factory=dict)
+    evidence: str = ""  # what the judge's pass stands on, for the timeline
 
 
 def start(service: str, version: str, target: str, policy: Policy, now: float,
@@ -178,8 +221,13 @@ def start(service: str, version: str, target: str, policy: Policy, now: float,
     rollout = Rollout(service, version, target, policy, started_at=now, faults=dict(faults or {}),
                       baseline_version=baseline_version)
     steps = " -> ".join(f"{s}%" for s in policy.steps)
+    if policy.judge == "sequential":
+        hold = (f"hold {policy.min_hold_s:g}-{policy.hold_s:g}s, sequential judge (alpha {policy.alpha:g}, "
+                f"tolerance {policy.latency_tolerance:.0%} latency, {policy.error_tolerance:.0%} errors)")
+    else:
+        hold = f"hold {policy.hold_s:g}s"
     return rollout.log(now, "start", f"canary of {service} {version} (stable {baseline_version or '?'}): "
-                                     f"steps {steps}, hold {policy.hold_s:g}s")
+                                     f"steps {steps}, {hold}")
 
 
 def enter_step(rollout: Rollout, index: int, now: float) -> tuple[Rollout, list[Action]]:
@@ -224,11 +272,15 @@ def advance(rollout: Rollout, obs: Observation) -> tuple[Rollout, list[Action]]:
         return _promote(rollout, now, f"an operator skipped the remaining holds at step {step_no}")
     held = now - rollout.step_started_at
     policy = rollout.policy
-    if held < policy.hold_s:
+    if held < policy.earliest_s:
         return rollout, []
     outcomes = [o for o in (obs.slo, obs.judge) if o is not None]
     if outcomes and all(o == "pass" for o in outcomes):
-        return _next(rollout.log(now, "gate", f"step {step_no} passed after {held:.0f}s", **obs.figures), now)
+        how = "shown non-inferior" if policy.judge == "sequential" else "passed"
+        message = f"step {step_no} {how} after {held:.0f}s" + (f": {obs.evidence}" if obs.evidence else "")
+        return _next(rollout.log(now, "gate", message, **obs.figures), now)
+    if held < policy.hold_s:
+        return rollout, []
     why = "; ".join(obs.reasons) or "no gate answered"
     if held < policy.hold_s + policy.max_extension_s:
         if rollout.extended:

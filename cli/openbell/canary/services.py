@@ -7,11 +7,34 @@ replica per interval. `{role}` is replaced by the role matcher and `{window}` by
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from openbell.canary.judge import JudgeMetric
 from openbell.errors import UsageError
 from openbell.slo.model import SLO
 from openbell.slo.scope import selects_job
+
+Family = Literal["latency", "errors"]
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question of the sequential judge (canary/sequential.py): a share of bad events per version.
+
+    A `histogram` question is asked at every finite boundary of `series` (a `_bucket` selector): the share
+    of events slower than it. A `ratio` question is `bad` over `total` (counter selectors). `{role}` is
+    replaced by the role matcher. `family` picks the tolerance that applies (latency or errors)."""
+
+    name: str
+    family: Family
+    series: str = ""
+    bad: tuple[str, ...] = ()
+    total: tuple[str, ...] = ()
+    unit_ms: bool = True  # histogram boundaries are seconds, shown in milliseconds
+
+    @property
+    def kind(self) -> Literal["histogram", "ratio"]:
+        return "histogram" if self.series else "ratio"
 
 
 @dataclass(frozen=True)
@@ -21,6 +44,7 @@ class CanaryService:
     metrics: tuple[JudgeMetric, ...]
     # What each version serves per second (`{role}` matcher, `{window}`): its real share of the work.
     served: str = ""
+    questions: tuple[Question, ...] = ()
 
 
 _J = 'job="gateway", {role}'
@@ -53,6 +77,18 @@ GATEWAY = CanaryService(
             unit="ratio", relative_tolerance=0.0, absolute_tolerance=0.001),
     ),
     served=f"sum(rate(gateway_messages_sent_total{{{_J}}}[{{window}}]))",
+    questions=(
+        Question("push_latency", "latency", series=f"gateway_push_latency_seconds_bucket{{{_J}}}"),
+        Question("rest_latency", "latency",
+                 series=f"http_request_duration_seconds_bucket{{{_J}, route=\"/v1/quotes\"}}"),
+        # Failed REST requests and refused handshakes together: a canary at 10% of a small load sees a few
+        # handshakes only (at its churn), far too few to show anything on their own.
+        Question("errors", "errors",
+                 bad=(f"http_requests_total{{{_J}, route=\"/v1/quotes\", code=~\"5..\"}}",
+                      f"gateway_ws_handshakes_total{{{_J}, result=\"error\"}}"),
+                 total=(f"http_requests_total{{{_J}, route=\"/v1/quotes\"}}",
+                        f"gateway_ws_handshakes_total{{{_J}, result=~\"ok|error\"}}")),
+    ),
 )
 
 SERVICES: dict[str, CanaryService] = {GATEWAY.name: GATEWAY}

@@ -53,6 +53,21 @@ def parse_steps(text: str) -> tuple[int, ...]:
     return steps
 
 
+def parse_tolerance(text: str, latency: float, errors: float) -> tuple[float, float]:
+    """`latency=0.5,errors=0.05` (either part may be left out: its default stays), as (latency, errors)."""
+    values = {"latency": latency, "errors": errors}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        key, sep, raw = part.partition("=")
+        if not sep or key.strip() not in values:
+            raise SpecError("--tolerance", text, "expected latency=F and/or errors=F, shares in (0, 1), "
+                                                 "e.g. latency=0.5,errors=0.05")
+        try:
+            values[key.strip()] = float(raw.rstrip("%")) / (100.0 if raw.endswith("%") else 1.0)
+        except ValueError:
+            raise SpecError("--tolerance", text, f"expected a number for {key.strip()}, got {raw!r}") from None
+    return values["latency"], values["errors"]
+
+
 def _duration(option: str, text: str) -> float:
     from openbell.durations import parse_duration_s
 
@@ -220,6 +235,20 @@ def run(
     on_burning: str = typer.Option("refuse", "--on-burning",
                                    help="refuse to start while the fleet already burns (default), or proceed (a "
                                         "fix for that very burn: what burned before is reported, not counted)."),
+    judge: str = typer.Option("sequential", "--judge",
+                              help="sequential: each step ends as soon as the canary is shown no worse than stable "
+                                   "within the tolerance (--hold is the most, --min-hold the least), rolls back as "
+                                   "soon as it is shown worse; fixed: every step holds --hold, then a Mann-Whitney "
+                                   "comparison of rate samples decides."),
+    min_hold: str | None = typer.Option(None, "--min-hold",
+                                        help="Sequential judge: the least a step holds [5s, or --hold if shorter]."),
+    alpha: float = typer.Option(0.01, "--alpha",
+                                help="Sequential judge: the chance of a wrong rollback (or a wrong acceptance) "
+                                     "over the whole rollout, however often the judge is asked."),
+    tolerance: str = typer.Option("latency=0.5,errors=0.05", "--tolerance",
+                                  help="Sequential judge: how much worse is still accepted: the share of the "
+                                       "canary's events slower than any latency boundary, and the share failed, "
+                                       "above stable's (percentage points as shares)."),
     churn: bool = typer.Option(True, "--churn/--no-churn",
                                help="Drain stable WebSockets so each step's weight is reached by open connections."),
     probe_rate: float = typer.Option(0.0, "--probe-rate", min=0.0, max=1000.0,
@@ -242,7 +271,7 @@ def run(
     Exit 0 promoted, 1 rolled back (with the reason), 2 bad input, 3 target unreachable, 130 interrupted
     without rollback (resumable).
     """
-    from openbell.canary.machine import Policy
+    from openbell.canary.machine import ERROR_TOLERANCE, JUDGES, LATENCY_TOLERANCE, Policy, check_judge
     from openbell.targets.sandbox import parse_faults
 
     out = resolve(ctx, output)
@@ -252,9 +281,22 @@ def run(
         raise SpecError("--on-burning", on_burning, "expected refuse or proceed")
     if not version.strip() or any(c.isspace() for c in version):
         raise SpecError("--version", version, "expected a non-empty version label without spaces")
-    policy = Policy(steps=parse_steps(steps), hold_s=_duration("--hold", hold),
+    if judge not in JUDGES:
+        raise SpecError("--judge", judge, f"expected one of {', '.join(JUDGES)}")
+    latency_tolerance, error_tolerance = parse_tolerance(tolerance, LATENCY_TOLERANCE, ERROR_TOLERANCE)
+    why = check_judge(alpha, latency_tolerance, error_tolerance)
+    if why:
+        raise SpecError("--alpha" if "alpha" in why else "--tolerance", f"{alpha:g}" if "alpha" in why else tolerance,
+                        why)
+    hold_s = _duration("--hold", hold)
+    min_hold_s = min(5.0, hold_s) if min_hold is None else _duration("--min-hold", min_hold)
+    if min_hold is not None and min_hold_s > hold_s:
+        raise SpecError("--min-hold", min_hold, f"expected at most --hold ({hold})")
+    policy = Policy(steps=parse_steps(steps), hold_s=hold_s,
                     max_extension_s=_duration("--max-extension", max_extension),
-                    inconclusive=on_inconclusive, churn=churn, probe_rate_per_s=probe_rate)  # type: ignore[arg-type]
+                    inconclusive=on_inconclusive, churn=churn, probe_rate_per_s=probe_rate,  # type: ignore[arg-type]
+                    judge=judge, min_hold_s=min_hold_s, alpha=alpha,
+                    latency_tolerance=latency_tolerance, error_tolerance=error_tolerance)
     poll_s = _duration("--interval", interval)
     faults = parse_faults(fault)
     if faults and target != "sandbox":
