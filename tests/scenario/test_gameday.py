@@ -207,7 +207,7 @@ def test_ctrl_c_in_the_middle_stops_everything_and_leaves_the_sandbox_healthy(
     plan = yaml.safe_load(DEFAULT.read_text())
     load, canary, *_ = plan["spec"]["phases"]
     canary["start"] = {"at": "5s"}
-    canary["canary"].update({"hold": "120s", "version": "interrupted-{run}"})
+    canary["canary"].update({"hold": "120s", "min_hold": "120s", "version": "interrupted-{run}"})
     plan["spec"]["phases"] = [load, canary]
     path = tmp_path / "gamedays" / "interrupted.yaml"
     path.parent.mkdir()

@@ -86,6 +86,12 @@ _DELETE = object()
     ("spec.phases.2.chaos", _DELETE, "spec.phases[2]", "exactly one of load, canary, chaos, slo"),
     ("spec.phases.4.slo.severity", "sms", "spec.phases[4].slo.severity", "page, ticket"),
     ("spec.phases.3.expected_burn", {"a": 1}, "spec.phases[3].expected_burn", "list of names"),
+    ("spec.phases.1.canary.judge", "bayesian", "spec.phases[1].canary.judge", "fixed, sequential"),
+    ("spec.phases.1.canary.min_hold", "60s", "spec.phases[1].canary.min_hold", "at most the hold"),
+    ("spec.phases.1.canary.alpha", 0.7, "spec.phases[1].canary.alpha", "number in (0, 0.5]"),
+    ("spec.phases.1.canary.tolerance", {"latency": 0}, "spec.phases[1].canary.tolerance.latency", "number in"),
+    ("spec.phases.1.canary.tolerance", {"cpu": 0.1}, "spec.phases[1].canary.tolerance.cpu", "unknown field"),
+    ("spec.phases.1.canary.tolerance", 0.1, "spec.phases[1].canary.tolerance", "expected a mapping"),
 ])
 def test_a_malformed_plan_names_the_field(path: str, value: Any, field: str, expected: str) -> None:
     with pytest.raises(SpecError) as err:
@@ -93,6 +99,19 @@ def test_a_malformed_plan_names_the_field(path: str, value: Any, field: str, exp
     assert err.value.field == field
     assert expected in err.value.expected
     assert str(err.value).startswith(str(DEFAULT))
+
+
+def test_the_judge_and_its_settings_are_read_and_the_fixed_judge_takes_none_of_them() -> None:
+    plan = parse_plan(_set(_set(_doc(), "spec.phases.1.canary.alpha", 0.001), "spec.phases.1.canary.tolerance",
+                           {"errors": 0.1}), DEFAULT)
+    canary = plan.phases[1].action
+    assert isinstance(canary, CanaryPhase) and canary.judge == "sequential" and canary.alpha == 0.001
+    assert canary.error_tolerance == 0.1 and canary.latency_tolerance is None
+    fixed = _set(_doc(), "spec.phases.1.canary.judge", "fixed")
+    del fixed["spec"]["phases"][1]["canary"]["min_hold"]
+    assert parse_plan(fixed, DEFAULT).phases[1].action.judge == "fixed"  # type: ignore[union-attr]
+    with pytest.raises(SpecError, match=r"spec.phases\[1\].canary.judge: min_hold, alpha and tolerance belong"):
+        parse_plan(_set(fixed, "spec.phases.1.canary.alpha", 0.05), DEFAULT)
 
 
 def test_references_name_the_field() -> None:

@@ -86,6 +86,8 @@ def test_phase_command_lines(tmp_path: Path) -> None:
     assert canary[canary.index("--version") + 1].startswith("rc-R1")
     assert canary[canary.index("--steps") + 1] == "10,50,100" and canary[canary.index("--hold") + 1] == "25s"
     assert canary[canary.index("--probe-rate") + 1] == "5"
+    assert canary[canary.index("--judge") + 1] == "sequential" and canary[canary.index("--min-hold") + 1] == "5s"
+    assert canary[canary.index("--alpha") + 1] == "0.01" and "--tolerance" not in canary  # the CLI's defaults
     chaos = game.argv(plan.phases[2])
     assert chaos[chaos.index("run") + 1] == "gateway-replica-loss" and "--context" not in chaos
     kube = _game(tmp_path, "kubernetes")

@@ -84,6 +84,11 @@ class CanaryPhase:
     on_inconclusive: Literal["fail", "pass"] = "fail"
     sandbox_faults: dict[str, str] = field(default_factory=dict)
     probe_rate: float = 0.0  # synthetic requests a second to the canary and to stable (`canary run --probe-rate`)
+    judge: Literal["fixed", "sequential"] = "sequential"
+    min_hold_s: float | None = None  # sequential judge: the least a step holds [the CLI's default]
+    alpha: float = 0.01
+    latency_tolerance: float | None = None  # None: the CLI's default
+    error_tolerance: float | None = None
 
 
 @dataclass(frozen=True)
@@ -114,7 +119,9 @@ class Phase:
         if isinstance(a, LoadPhase):
             return f"load {a.profile}" + (f" at scale {a.scale:g}" if a.scale is not None else "")
         if isinstance(a, CanaryPhase):
-            return f"canary {a.service} {a.version} {'/'.join(map(str, a.steps))}% hold {a.hold_s:g}s"
+            hold = (f"hold {a.min_hold_s:g}-{a.hold_s:g}s" if a.judge == "sequential" and a.min_hold_s is not None
+                    else f"hold {a.hold_s:g}s")
+            return f"canary {a.service} {a.version} {'/'.join(map(str, a.steps))}% {hold} ({a.judge} judge)"
         if isinstance(a, ChaosPhase):
             return f"chaos {a.experiment}"
         return f"SLO status ({a.severity})"
@@ -353,10 +360,10 @@ def _load(r: _Reader, raw: dict[str, Any], where: str) -> LoadPhase:
 
 
 def _canary(r: _Reader, raw: dict[str, Any], where: str) -> CanaryPhase:
-    from openbell.canary.machine import check_steps
+    from openbell.canary.machine import JUDGES, check_judge, check_steps
 
     r.known(raw, where, ("service", "version", "steps", "hold", "interval", "max_extension", "on_inconclusive",
-                         "sandbox_faults", "probe_rate"))
+                         "sandbox_faults", "probe_rate", "judge", "min_hold", "alpha", "tolerance"))
     steps_raw = raw.get("steps", [10, 25, 50, 100])
     if not isinstance(steps_raw, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in steps_raw):
         raise r.fail(f"{where}.steps", f"expected a list of whole percentages, got {steps_raw!r}")
@@ -372,16 +379,34 @@ def _canary(r: _Reader, raw: dict[str, Any], where: str) -> CanaryPhase:
             parse_faults([f"{k}={v}" for k, v in faults.items()])
         except UsageError as exc:
             raise r.fail(f"{where}.sandbox_faults", str(exc).split(": ", 1)[-1]) from None
+    judge = r.choice(raw, "judge", where, JUDGES, "sequential")
+    hold_s = r.duration(raw, "hold", where, 60.0) or 60.0
+    min_hold_s = r.duration(raw, "min_hold", where, None)
+    if min_hold_s is not None and min_hold_s > hold_s:
+        raise r.fail(f"{where}.min_hold", f"expected at most the hold ({hold_s:g}s), got {min_hold_s:g}s")
+    alpha = r.number(raw, "alpha", where, 0.0, 0.5, 0.01)
+    tolerance = r.mapping(raw.get("tolerance"), f"{where}.tolerance")
+    r.known(tolerance, f"{where}.tolerance", ("latency", "errors"))
+    latency = r.number(tolerance, "latency", f"{where}.tolerance", 0.0, 1.0, None)
+    errors = r.number(tolerance, "errors", f"{where}.tolerance", 0.0, 1.0, None)
+    why = check_judge(alpha if alpha is not None else 0.01, latency if latency is not None else 0.5,
+                      errors if errors is not None else 0.05)
+    if why:
+        raise r.fail(f"{where}.{'alpha' if 'alpha' in why else 'tolerance'}", why)
+    if judge == "fixed" and (min_hold_s is not None or "alpha" in raw or tolerance):
+        raise r.fail(f"{where}.judge", "min_hold, alpha and tolerance belong to the sequential judge")
     return CanaryPhase(
         service=r.text(raw, "service", where, default="gateway", pattern=NAME, hint="a service name"),
         version=r.text(raw, "version", where, pattern=VERSION,
                        hint="a version label without spaces ({run} is replaced by the gameday's run id)"),
-        steps=steps, hold_s=r.duration(raw, "hold", where, 60.0) or 60.0,
+        steps=steps, hold_s=hold_s,
         interval_s=r.duration(raw, "interval", where, 2.0) or 2.0,
         max_extension_s=r.duration(raw, "max_extension", where, 60.0) or 60.0,
         on_inconclusive=r.choice(raw, "on_inconclusive", where, ("fail", "pass"), "fail"),  # type: ignore[arg-type]
         sandbox_faults=faults,
-        probe_rate=0.0 if raw.get("probe_rate") == 0 else r.number(raw, "probe_rate", where, 0.0, 1000.0, 0.0) or 0.0)
+        probe_rate=0.0 if raw.get("probe_rate") == 0 else r.number(raw, "probe_rate", where, 0.0, 1000.0, 0.0) or 0.0,
+        judge=judge, min_hold_s=min_hold_s, alpha=alpha if alpha is not None else 0.01,  # type: ignore[arg-type]
+        latency_tolerance=latency, error_tolerance=errors)
 
 
 def _start(r: _Reader, raw: dict[str, Any], where: str, earlier: list[Phase]) -> Start:

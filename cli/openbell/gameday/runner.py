@@ -302,6 +302,15 @@ class Gameday:
                 argv += ["--sandbox-fault", f"{key}={value}"]
             if a.probe_rate:
                 argv += ["--probe-rate", f"{a.probe_rate:g}"]
+            argv += ["--judge", a.judge]
+            if a.judge == "sequential":
+                argv += ["--alpha", f"{a.alpha:g}"]
+                if a.min_hold_s is not None:
+                    argv += ["--min-hold", f"{a.min_hold_s:g}s"]
+                tolerance = [f"{k}={v:g}" for k, v in (("latency", a.latency_tolerance), ("errors", a.error_tolerance))
+                             if v is not None]
+                if tolerance:
+                    argv += ["--tolerance", ",".join(tolerance)]
             return argv + self._kube_args()
         assert isinstance(a, ChaosPhase)
         argv = [*base, "chaos", "run", a.experiment, "--target", w.target, "--junit", junit,
