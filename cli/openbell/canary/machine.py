@@ -3,8 +3,9 @@
 A rollout walks its steps (weights, e.g. 10 -> 25 -> 50 -> 100). Entering a step sets the weight (and
 asks for connection churn so the canary's real share reaches it); then the step holds for `hold_s` while
 the controller polls the gates. A gate that fails mid-hold rolls back at once. At the end of the hold a
-pass moves on; an inconclusive answer extends the hold up to `max_extension_s`, then follows the
-`inconclusive` policy. After the last step the canary is promoted.
+pass moves on (with the sequential judge, as soon as both gates pass once the minimum hold is over); an
+inconclusive answer extends the hold up to `max_extension_s`, then follows the `inconclusive` policy. After
+the last step the canary is promoted.
 
 `advance(rollout, observation)` returns the next rollout and the actions the controller must carry out;
 the controller reports their completion back with `completed(...)`. Every change appends an Event to the
@@ -86,7 +87,7 @@ def check_judge(alpha: float, latency_tolerance: float, error_tolerance: float) 
         return f"expected alpha within (0, 0.5), got {alpha:g}"
     for name, value in (("latency tolerance", latency_tolerance), ("error tolerance", error_tolerance)):
         if not 0.0 < value < 1.0:
-            return f"expected a {name} within (0, 1) (a share of events), got {value:g}"
+            return f"expected the {name} within (0, 1) (a share of events), got {value:g}"
     return None
 
 
