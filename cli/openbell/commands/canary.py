@@ -436,19 +436,22 @@ def status(
     store = tgt.store()
     doc = store.load()
     holder = getattr(store, "holder", lambda: None)()
-    if not doc or "rollout" not in doc:
-        if out is Output.json:
-            print_json({"service": service, "rollout": None})
-        else:
-            console().print(f"no rollout of {service} recorded on {tgt.name}")
-        raise typer.Exit(0)
-    rollout = Rollout.from_dict(doc["rollout"])
     live: dict[str, Any] = {}
     try:
         tgt.check()
         live = {"weight": tgt.weight(), "traffic": tgt.traffic().to_dict(), "canary_running": tgt.canary_running()}
     except Exception as exc:
         live = {"error": str(exc)}
+    if not doc or "rollout" not in doc:
+        # Nothing recorded, but the router may still say something (a canary left by hand): show it.
+        if out is Output.json:
+            print_json({"service": service, "rollout": None, "live": live})
+        else:
+            console().print(f"no rollout of {service} recorded on {tgt.name}; live: "
+                            + (live["error"] if "error" in live else
+                               f"router weight {live['weight']}%, canary running: {live['canary_running']}"))
+        raise typer.Exit(0)
+    rollout = Rollout.from_dict(doc["rollout"])
     stopped = not rollout.done and holder is None
     data = _result(rollout, doc.get("last")) | {"running": holder, "stopped_midway": stopped, "live": live}
     if out is Output.json:
