@@ -61,3 +61,17 @@ def test_a_canary_burning_far_above_the_page_threshold_fails_on_few_events() -> 
     alike = decide_scoped("api", api, 20, 3 / 60, 60, stable_ratio=0.04)
     assert alike.outcome == "pass" and "not the canary's doing" in alike.reason
     assert decide_scoped("api", api, 20, 3 / 60, 60, stable_ratio=0.001).outcome == "fail"
+
+
+def test_the_sequential_scoped_burn_fails_only_when_surely_above_the_page_threshold() -> None:
+    from openbell.canary.judge import decide_scoped_sequential
+
+    api = load_slos([ROOT / "slo" / "api-errors.yaml"])[0]  # 99.99%: slowest page threshold 6x, 0.06%
+    # 5 errors in 160 requests, at the judge's alpha split over some 50 sequences: surely above 0.06%.
+    assert decide_scoped_sequential("api", api, 20, 5 / 160, 160, 0.0, 0.0002).outcome == "fail"
+    # One error is not sure of anything; none is within; no events says nothing.
+    assert decide_scoped_sequential("api", api, 20, 1 / 160, 160, 0.0, 0.0002).outcome == "pass"
+    assert decide_scoped_sequential("api", api, 20, 0.0, 160, None, 0.0002).outcome == "pass"
+    assert decide_scoped_sequential("api", api, 20, None, 0, None, 0.0002).outcome is None
+    # Stable burning alike is not the canary's doing.
+    assert decide_scoped_sequential("api", api, 20, 5 / 160, 160, 0.03, 0.0002).outcome == "pass"

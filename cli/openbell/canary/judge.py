@@ -23,7 +23,7 @@ from openbell.canary.sequential import confidence_sequence
 from openbell.durations import human_duration
 from openbell.slo.model import SLO
 from openbell.slo.verdict import Outcome, Verdict, combine
-from openbell.slo.windows import window_pairs
+from openbell.slo.windows import WindowPair, window_pairs
 
 Direction = Literal["increase", "decrease", "either"]
 
@@ -241,18 +241,30 @@ class ScopedBurn:
 STABLE_MARGIN = 2.0
 
 
+def _scoped_inputs(label: str, slo: SLO, window_s: float, ratio: float | None, events: float | None,
+                   stable_ratio: float | None) -> tuple[WindowPair, float, float | None, ScopedBurn | None]:
+    """The slowest page pair, its error-ratio threshold, stable's ratio (None unless finite), and the answer
+    when the canary has no events to judge (None when it has)."""
+    page = min((p for p in window_pairs(slo.period_s) if p.severity == "page"), key=lambda p: p.burn_rate)
+    threshold = page.error_ratio_threshold(slo.error_budget)
+    if stable_ratio is not None and not math.isfinite(stable_ratio):
+        stable_ratio = None
+    if ratio is None or events is None or not math.isfinite(ratio) or events < 1:
+        return page, threshold, stable_ratio, ScopedBurn(
+            label, window_s, None, events, None, page.burn_rate, None, None,
+            f"{label}: no canary events in {human_duration(window_s)}", stable_ratio)
+    return page, threshold, stable_ratio, None
+
+
 def decide_scoped(label: str, slo: SLO, window_s: float, ratio: float | None, events: float | None,
                   stable_ratio: float | None = None) -> ScopedBurn:
     """Pure: fail when the canary's bad events are significantly above the slowest page threshold, and
     well above stable's own error ratio over the same window (when stable has one)."""
-    page = min((p for p in window_pairs(slo.period_s) if p.severity == "page"), key=lambda p: p.burn_rate)
-    threshold = page.error_ratio_threshold(slo.error_budget)
+    page, threshold, stable_ratio, none = _scoped_inputs(label, slo, window_s, ratio, events, stable_ratio)
+    if none is not None:
+        return none
+    assert ratio is not None and events is not None  # _scoped_inputs answered when either was missing
     budget = slo.error_budget
-    if stable_ratio is not None and not math.isfinite(stable_ratio):
-        stable_ratio = None
-    if ratio is None or events is None or not math.isfinite(ratio) or events < 1:
-        return ScopedBurn(label, window_s, None, events, None, page.burn_rate, None, None,
-                          f"{label}: no canary events in {human_duration(window_s)}", stable_ratio)
     n = round(events)
     bad = round(ratio * events)
     p_value = binomial_sf(bad, n, min(threshold, 1.0))
@@ -274,13 +286,10 @@ def decide_scoped_sequential(label: str, slo: SLO, window_s: float, ratio: float
     """Pure: the canary-scoped burn decided on a confidence sequence (sequential.py) instead of a p-value, so
     valid however often it is asked: failed when the canary's error ratio is surely above the slowest page
     threshold (its confidence sequence's low end is), and more than STABLE_MARGIN times stable's."""
-    page = min((p for p in window_pairs(slo.period_s) if p.severity == "page"), key=lambda p: p.burn_rate)
-    threshold = page.error_ratio_threshold(slo.error_budget)
-    if stable_ratio is not None and not math.isfinite(stable_ratio):
-        stable_ratio = None
-    if ratio is None or events is None or not math.isfinite(ratio) or events < 1:
-        return ScopedBurn(label, window_s, None, events, None, page.burn_rate, None, None,
-                          f"{label}: no canary events yet", stable_ratio)
+    page, threshold, stable_ratio, none = _scoped_inputs(label, slo, window_s, ratio, events, stable_ratio)
+    if none is not None:
+        return none
+    assert ratio is not None and events is not None  # _scoped_inputs answered when either was missing
     n = round(events)
     bad = min(n, round(ratio * events))
     low, high = confidence_sequence(bad, n, alpha)
