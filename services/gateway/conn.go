@@ -27,6 +27,8 @@ type wsConn struct {
 	control    [][]byte // replies, sent in order before the next quotes frame
 	closing    bool     // a close was decided: queue nothing more
 	forceClose *time.Timer
+	batch      time.Duration // at most one quotes frame per batch (subscribe's batch_ms); 0: no wait
+	windowEnd  time.Time     // with a batch: no quotes frame before this (the last frame's start + batch)
 
 	symbols map[string]struct{} // this connection's subscriptions, guarded by hub.mu
 }
@@ -52,9 +54,15 @@ func (c *wsConn) offer(r *Record) (wake bool) {
 		return false
 	}
 	conflated := c.pending.put(r)
+	// A replacement inside the batch window is the window doing its job, not a client falling behind.
+	batching := conflated && c.batch > 0 && time.Now().Before(c.windowEnd)
 	c.mu.Unlock()
 	if conflated {
-		c.srv.m.conflations.Inc()
+		if batching {
+			c.srv.m.batched.Inc()
+		} else {
+			c.srv.m.conflations.Inc()
+		}
 	}
 	return !conflated
 }
@@ -98,6 +106,11 @@ func (c *wsConn) readLoop() {
 		}
 		switch m.Op {
 		case "subscribe":
+			if m.BatchMs != nil {
+				c.mu.Lock()
+				c.batch = time.Duration(*m.BatchMs) * time.Millisecond
+				c.mu.Unlock()
+			}
 			if err := c.srv.hub.subscribe(c, m.Symbols, c.srv.cfg.maxSymbols); err != nil {
 				c.sendControl(errorReply(err.Error()), nil)
 			}
@@ -110,6 +123,9 @@ func (c *wsConn) readLoop() {
 }
 
 // writeLoop sends queued replies, then all pending records as one quotes frame, each time it is woken.
+// With a batch window (subscribe's batch_ms) a quotes frame follows the previous one by at least the window:
+// records arriving meanwhile wait and ride together (a newer record of a symbol replacing the pending one,
+// counted in `skipped`); a record after a quiet spell goes at once. Replies never wait.
 // Its pending set and frame buffer are swapped and reused, so steady-state sending does not allocate.
 func (c *wsConn) writeLoop() {
 	cfg := c.srv.cfg
@@ -120,6 +136,10 @@ func (c *wsConn) writeLoop() {
 	var fseq uint64
 	ping := time.NewTicker(pingInterval)
 	defer ping.Stop()
+	holding := false // waiting for the batch window to end, with records pending
+	hold := time.NewTimer(time.Hour)
+	hold.Stop()
+	defer hold.Stop()
 	for {
 		select {
 		case <-c.done:
@@ -131,10 +151,22 @@ func (c *wsConn) writeLoop() {
 			}
 			continue
 		case <-c.notify:
+		case <-hold.C:
 		}
+		woke := time.Now()
 		c.mu.Lock()
 		ctl, c.control = c.control, ctl[:0]
-		c.pending, spare = spare, c.pending
+		wait := c.windowEnd.Sub(woke)
+		if c.batch == 0 || wait <= 0 {
+			c.pending, spare = spare, c.pending
+			holding = false
+			if c.batch > 0 && spare.len() > 0 {
+				c.windowEnd = woke.Add(c.batch) // this frame opens the next window
+			}
+		} else if !holding && c.pending.len() > 0 {
+			holding = true
+			hold.Reset(wait) // the records pending now go when the window ends
+		}
 		c.mu.Unlock()
 		for _, msg := range ctl {
 			_ = c.ws.SetWriteDeadline(time.Now().Add(cfg.writeTimeout))

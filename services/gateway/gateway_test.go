@@ -90,6 +90,9 @@ func TestQuotesFrameIsValidJSON(t *testing.T) {
 		f.Skipped["A"] != 2 || f.Skipped["Q\"\\\n"] != 1 {
 		t.Fatalf("decoded %+v", f)
 	}
+	if !strings.HasPrefix(string(b), `{"type":"quotes","fseq":42,"n":2,"quotes":[`) {
+		t.Fatalf("fseq and n must lead the frame (clients read them without parsing): %s", b)
+	}
 	if b := appendQuotesFrame(nil, 1, recs[:1], nil); strings.Contains(string(b), "skipped") {
 		t.Fatalf("empty skipped must be left out: %s", b)
 	}

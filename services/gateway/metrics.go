@@ -27,6 +27,7 @@ type metrics struct {
 	messages       prometheus.Counter
 	frames         prometheus.Counter
 	conflations    prometheus.Counter
+	batched        prometheus.Counter
 	pushLatency    *prometheus.HistogramVec
 	ingestLatency  *prometheus.HistogramVec
 	httpRequests   *prometheus.CounterVec
@@ -68,6 +69,9 @@ func newMetrics(version, fault string) *metrics {
 		conflations: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gateway_send_queue_conflations_total",
 			Help: "Pending records replaced by a newer one of the same symbol for a slow client."}),
+		batched: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gateway_send_queue_batched_total",
+			Help: "Pending records replaced by a newer one of the same symbol while the connection's batch window (batch_ms) was open."}),
 		pushLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "gateway_push_latency_seconds", Help: "Exchange timestamp to WebSocket write, seconds.",
 			Buckets: pushLatencyBuckets}, []string{"exchange"}),
@@ -102,7 +106,7 @@ func newMetrics(version, fault string) *metrics {
 	}
 	m.kafkaDropped.WithLabelValues("stale")
 	m.kafkaDropped.WithLabelValues("malformed")
-	r.MustRegister(handshakes, m.connections, m.subscriptions, m.messages, m.frames, m.conflations, m.pushLatency, m.ingestLatency,
+	r.MustRegister(handshakes, m.connections, m.subscriptions, m.messages, m.frames, m.conflations, m.batched, m.pushLatency, m.ingestLatency,
 		m.httpRequests, m.httpDuration, m.kafkaRecords, m.kafkaFetches, m.kafkaDropped, m.kafkaLag)
 	return m
 }

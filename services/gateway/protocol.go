@@ -11,12 +11,18 @@ import (
 // maxSymbolLen bounds one symbol's length in bytes; real tickers are far shorter.
 const maxSymbolLen = 32
 
-// clientMsg is one client -> server text frame: {"op":"subscribe"|"unsubscribe","symbols":[...]} or
-// {"op":"ping","id":X}.
+// maxBatchMs bounds a connection's batch window: beyond a second a quote is no longer live.
+const maxBatchMs = 1000
+
+// clientMsg is one client -> server text frame: {"op":"subscribe"|"unsubscribe","symbols":[...]} (subscribe
+// may carry "batch_ms") or {"op":"ping","id":X}.
 type clientMsg struct {
 	Op      string          `json:"op"`
 	Symbols []string        `json:"symbols"`
 	ID      json.RawMessage `json:"id"`
+	// BatchMs, on subscribe, asks for at most one quotes frame per this many ms on the connection (0: a frame
+	// whenever records are pending, the default). Absent leaves the connection's setting as it is.
+	BatchMs *int `json:"batch_ms"`
 }
 
 // parseClientMsg decodes and validates a client frame; the error text goes back to the client as is.
@@ -44,6 +50,9 @@ func parseClientMsg(data []byte) (clientMsg, error) {
 	default:
 		return m, fmt.Errorf("unknown op %q (subscribe, unsubscribe, ping)", m.Op)
 	}
+	if m.BatchMs != nil && (m.Op != "subscribe" || *m.BatchMs < 0 || *m.BatchMs > maxBatchMs) {
+		return m, fmt.Errorf("\"batch_ms\" is a subscribe field, an integer from 0 to %d", maxBatchMs)
+	}
 	return m, nil
 }
 
@@ -65,12 +74,15 @@ func appendJSONString(dst []byte, s string) []byte {
 	return append(dst, '"')
 }
 
-// appendQuotesFrame appends {"type":"quotes","fseq":N,"quotes":[...],"skipped":{...}} to dst. Records are
-// embedded as published (already JSON); "skipped" is left out when empty. It allocates nothing when dst has
-// room, which is why the writer reuses one buffer per connection.
+// appendQuotesFrame appends {"type":"quotes","fseq":N,"n":R,"quotes":[...],"skipped":{...}} to dst. Records
+// are embedded as published (already JSON); "skipped" is left out when empty. fseq and n (the number of
+// records) lead the frame at fixed keys, so a client that only counts can read them without parsing the
+// records. It allocates nothing when dst has room, which is why the writer reuses one buffer per connection.
 func appendQuotesFrame(dst []byte, fseq uint64, recs []*Record, skipped map[string]int) []byte {
 	dst = append(dst, `{"type":"quotes","fseq":`...)
 	dst = strconv.AppendUint(dst, fseq, 10)
+	dst = append(dst, `,"n":`...)
+	dst = strconv.AppendInt(dst, int64(len(recs)), 10)
 	dst = append(dst, `,"quotes":[`...)
 	for i, r := range recs {
 		if i > 0 {
