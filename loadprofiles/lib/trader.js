@@ -19,10 +19,13 @@ import { WebSocket } from 'k6/experimental/websockets';
 // websockets module already emits it, so adding to it here would count each session twice.
 export const wsMessages = new Counter('ws_messages');          // quote records received (not snapshots)
 export const wsSeqGaps = new Counter('ws_seq_gaps');           // per-symbol seq holes not explained by `skipped`
+export const wsRecordsChecked = new Counter('ws_records_checked'); // records whose seq was checked (probe traders)
 export const wsFrameGaps = new Counter('ws_frame_gaps');       // quote frames missing by `fseq`
 export const wsConnectErrors = new Counter('ws_connect_errors'); // sessions that never opened
 export const wsDisconnects = new Counter('ws_disconnects');    // sessions the server/network closed early
-export const wsPushLatency = new Trend('ws_push_latency_ms', true); // receipt - exchange ts_ns, tag exchange
+// receipt - exchange ts_ns, tag exchange: every record of the probe traders, every record of 1 in
+// SAMPLE_FRAMES frames of the others (its count over ws_messages is the share sampled).
+export const wsPushLatency = new Trend('ws_push_latency_ms', true);
 export const wsSubscribeLatency = new Trend('ws_subscribe_ms', true); // subscribe sent -> subscribed+snapshot
 export const orderErrors = new Rate('order_errors');           // share of orders not accepted after the retry
 // How late this client's own event loop runs a timer: a frame is handled at least that late, so it is the
@@ -37,6 +40,20 @@ const QUOTE_CHUNK = 500;  // symbols per REST quote request in setup (gateway --
 const SESSION_CAP = 6;    // longest session, in multiples of the mean (caps the lognormal tail)
 const STOP_MARGIN_MS = 1000; // sessions end this long before the traders scenario does
 const DELAY_PROBE_MS = 250; // how often a session measures its event loop's lateness (client_delay_ms)
+// A quotes frame starts {"type":"quotes","fseq":N,"n":R,...} (the gateway keeps that order), so a trader that
+// only counts reads fseq and n from the first bytes instead of parsing every record.
+const QUOTES_HEAD = '{"type":"quotes","fseq":';
+const COUNT_KEY = ',"n":';
+
+function wholeNumber(name, fallback, min, max = Number.MAX_SAFE_INTEGER) {
+  const raw = __ENV[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new Error(`${name} must be a whole number from ${min}${max < Number.MAX_SAFE_INTEGER ? ` to ${max}` : ' up'}, got "${raw}"`);
+  }
+  return value;
+}
 
 function positiveNumber(name, fallback) {
   const raw = __ENV[name];
@@ -66,6 +83,11 @@ export function env() {
     // Calibration (`openbell sandbox calibrate`): hold the profile's peak for CALIBRATE_S wall seconds.
     calibrateS: __ENV.CALIBRATE_S ? positiveNumber('CALIBRATE_S', 30) : null,
     calibrateRampS: positiveNumber('CALIBRATE_RAMP_S', 5),
+    // Observation: how many traders check every record, and 1 in how many frames the others parse.
+    probeTraders: wholeNumber('PROBE_TRADERS', 10, 1),
+    sampleFrames: wholeNumber('SAMPLE_FRAMES', 32, 1),
+    // The gateway batch window (subscribe's batch_ms) the traders ask for; 0: none, every fetch's records at once.
+    batchMs: wholeNumber('BATCH_MS', 0, 0, 1000),
   };
 }
 
@@ -365,8 +387,21 @@ export function traderSession(profile, data) {
     sleep(Math.max(0.1, (leftMs + STOP_MARGIN_MS) / 1000 + 0.1));
     return;
   }
-  const last = {}; // symbol -> {session, seq} of the last record seen on this connection
+  // Observation: a probe trader parses every frame (every record's seq checked, every latency sampled);
+  // the others read each frame's fseq and record count from its first bytes and parse 1 in sampleFrames
+  // frames, picked by fseq before their content is seen, so the latency sample is unbiased. With at most
+  // PROBE_TRADERS traders at the peak every trader is a probe (the whole stream checked, as at small scale);
+  // above, every stride-th session of the scenario is (so about PROBE_TRADERS of the traders at any time).
+  const peak = Math.max(...runStages(profile).map((st) => st.traders));
+  const stride = Math.max(1, Math.round(peak / ENV.probeTraders));
+  const probe = exec.scenario.iterationInTest % stride === 0;
+  const sampleFrames = probe ? 1 : ENV.sampleFrames;
+  const samplePhase = randInt(0, sampleFrames - 1);
+  const batchMs = ENV.batchMs || 0;
+  const last = {}; // symbol -> {session, seq} of the last record seen on this connection (probe traders)
   let fseq = 0;
+  let received = 0; // records since the last flush into ws_messages (one sample per flush, not per frame)
+  let checked = 0;  // of those, records whose seq was checked
   let opened = false;
   let leaving = false;
   let subscribedAt = 0;
@@ -374,7 +409,7 @@ export function traderSession(profile, data) {
   let exchangeTags = {};
   let refresh = null;
   let ending = null;
-  let probe = null;
+  let probeTimer = null;
 
   const ws = new WebSocket(ENV.wsUrl);
 
@@ -389,11 +424,32 @@ export function traderSession(profile, data) {
     last[rec.symbol] = { session: rec.session, seq: rec.seq };
   };
 
+  const flush = () => {
+    if (received > 0) wsMessages.add(received, tags);
+    if (checked > 0) wsRecordsChecked.add(checked, tags);
+    received = 0;
+    checked = 0;
+  };
+
+  // Every record of a parsed frame: its push latency (tagged by exchange) and, on a probe, its seq.
+  const records = (msg, now) => {
+    const skipped = msg.skipped || {};
+    for (const rec of msg.quotes) {
+      if (probe) follow(rec, skipped[rec.symbol] || 0);
+      // Tag objects are cached per exchange: this loop runs for every record parsed.
+      let byExchange = exchangeTags[rec.exchange];
+      if (byExchange === undefined) byExchange = exchangeTags[rec.exchange] = Object.assign({ exchange: rec.exchange }, tags);
+      wsPushLatency.add(now - rec.ts_ns / 1e6, byExchange);
+    }
+    if (probe) checked += msg.quotes.length;
+    return msg.quotes.length;
+  };
+
   ws.onopen = () => {
     opened = true;
     check(true, { 'ws connected': (ok) => ok });
     subscribedAt = Date.now();
-    ws.send(JSON.stringify({ op: 'subscribe', symbols }));
+    ws.send(JSON.stringify(batchMs > 0 ? { op: 'subscribe', symbols, batch_ms: batchMs } : { op: 'subscribe', symbols }));
     const q = symbols.map(encodeURIComponent).join(',');
     page('GET /v1/quotes', `${ENV.baseUrl}/v1/quotes?symbols=${q}`);
     page('GET /v1/analytics/top', `${ENV.baseUrl}/v1/analytics/top?by=volume&minutes=5`);
@@ -402,34 +458,35 @@ export function traderSession(profile, data) {
       page('GET /v1/analytics/top', `${ENV.baseUrl}/v1/analytics/top?by=volume&minutes=5`, { refresh: 'true' });
     }, prod.dashboard_refresh_s * 1000);
     let due = Date.now() + DELAY_PROBE_MS;
-    probe = setInterval(() => {
+    probeTimer = setInterval(() => {
       const now = Date.now();
       clientDelay.add(Math.max(0, now - due), tags);
       due = now + DELAY_PROBE_MS;
+      flush();
     }, DELAY_PROBE_MS);
   };
 
   ws.onmessage = (event) => {
-    const msg = JSON.parse(event.data);
-    if (msg.type === 'quotes') {
+    const data = event.data;
+    if (data.startsWith(QUOTES_HEAD)) {
       const now = Date.now();
-      if (msg.fseq !== fseq + 1) wsFrameGaps.add(Math.max(0, msg.fseq - fseq - 1), tags);
-      fseq = msg.fseq;
-      const skipped = msg.skipped || {};
-      for (const rec of msg.quotes) {
-        follow(rec, skipped[rec.symbol] || 0);
-        // Tag objects are cached per exchange: this loop runs for every record a trader receives.
-        let byExchange = exchangeTags[rec.exchange];
-        if (byExchange === undefined) byExchange = exchangeTags[rec.exchange] = Object.assign({ exchange: rec.exchange }, tags);
-        wsPushLatency.add(now - rec.ts_ns / 1e6, byExchange);
-      }
-      wsMessages.add(msg.quotes.length, tags);
-    } else if (msg.type === 'hello') {
+      const end = data.indexOf(',', QUOTES_HEAD.length);
+      const frameSeq = Number(data.substring(QUOTES_HEAD.length, end));
+      let n = -1; // unknown: a gateway that does not send n yet, so the frame is parsed
+      if (data.startsWith(COUNT_KEY, end)) n = Number(data.substring(end + COUNT_KEY.length, data.indexOf(',', end + COUNT_KEY.length)));
+      if (frameSeq !== fseq + 1) wsFrameGaps.add(Math.max(0, frameSeq - fseq - 1), tags);
+      fseq = frameSeq;
+      if (n < 0 || frameSeq % sampleFrames === samplePhase) n = records(JSON.parse(data), now);
+      received += n;
+      return;
+    }
+    const msg = JSON.parse(data);
+    if (msg.type === 'hello') {
       tags = { version: msg.version }; // canary traders are told apart by the version that serves them
       exchangeTags = {};
     } else if (msg.type === 'subscribed') {
       wsSubscribeLatency.add(Date.now() - subscribedAt, tags);
-      for (const rec of msg.snapshot || []) follow(rec, 0); // the snapshot is each symbol's baseline
+      if (probe) for (const rec of msg.snapshot || []) follow(rec, 0); // the snapshot is each symbol's baseline
     } else if (msg.type === 'error') {
       check(msg, { 'ws no protocol error': () => false });
       console.warn(`gateway error: ${msg.error}`);
@@ -446,8 +503,9 @@ export function traderSession(profile, data) {
   };
 
   ws.onclose = () => {
+    flush();
     if (refresh !== null) clearInterval(refresh);
-    if (probe !== null) clearInterval(probe);
+    if (probeTimer !== null) clearInterval(probeTimer);
     if (ending !== null) clearTimeout(ending);
     if (opened && !leaving) {
       // The server (drain, write timeout) or the network ended the session early. Reconnect after the

@@ -57,6 +57,23 @@ def test_profile_runs_on_the_sandbox_with_real_k6_and_its_summary_becomes_figure
     assert (tmp_path / "summary.json").exists() and "<testsuite" in (tmp_path / "junit.xml").read_text()
 
 
+def test_sampled_traders_count_every_record_and_say_how_much_they_checked(sandbox: Sandbox, tmp_path: Path) -> None:
+    # One probe trader checks every record; the others count from each frame's header and parse 1 frame in 4.
+    scale, time_scale = SHORT["nyse-open"]
+    done = subprocess.run([sys.executable, "-m", "openbell", "load", "run", "nyse-open", "--scale", scale,
+                           "--time-scale", time_scale, "--output", "json", "--no-gate"],
+                          capture_output=True, text=True, timeout=240, cwd=ROOT,
+                          env={**os.environ, "OPENBELL_HOME": str(sandbox.home), "PROBE_TRADERS": "1",
+                               "SAMPLE_FRAMES": "4"})
+    assert done.returncode in (0, 1), done.stderr[-2000:]
+    figures = json.loads(done.stdout)["verdict"]["figures"]
+    assert figures["ws_seq_gaps"] == 0 and figures["ws_frame_gaps"] == 0
+    # Every record counted, a fraction of them parsed: strictly between none and all, and stated.
+    assert 0 < figures["seq_checked_share"] < 0.5, figures
+    assert 0.1 < figures["push_latency_sampled_share"] < 0.7, figures
+    assert figures["push_latency_samples"] >= 1000  # enough for the p99 the SLO threshold reads
+
+
 def test_an_impossible_objective_fails_the_run_with_exit_1(sandbox: Sandbox, tmp_path: Path) -> None:
     spec = impossible_slo(tmp_path / "impossible.yaml", objective=99.9)
     scale, time_scale = SMALL["fomc-spike"]

@@ -24,3 +24,13 @@ def test_summary_export_gives_figures_and_which_threshold_failed_with_the_observ
     assert [(t.metric, t.expression, t.observed) for t in parsed.failed] == [
         ("ws_push_latency_ms", "p(99)<50", 73.2)]
     assert {t.expression: t.passed for t in parsed.thresholds}["rate<0.0001"] is True
+
+
+def test_the_share_of_the_stream_each_sampled_figure_saw_is_reported() -> None:
+    export = {"metrics": {**EXPORT["metrics"],
+                          "ws_push_latency_ms": {**EXPORT["metrics"]["ws_push_latency_ms"], "count": 3000},
+                          "ws_records_checked": {"count": 1200, "rate": 40.0}}}
+    figures = summary.parse(export).figures
+    assert figures["push_latency_samples"] == 3000 and figures["push_latency_sampled_share"] == 0.25
+    assert figures["ws_records_checked"] == 1200 and figures["seq_checked_share"] == 0.1
+    assert "seq_checked_share" not in summary.parse(EXPORT).figures  # an older script: nothing claimed

@@ -10,8 +10,8 @@ from typing import Any
 
 from openbell.errors import SpecError
 
-TREND_STATS = "avg,min,med,max,p(50),p(90),p(95),p(99),p(99.9)"
-"""The trend statistics asked of k6 (its default stops at p(95); the SLOs need p(99))."""
+TREND_STATS = "avg,min,med,max,p(50),p(90),p(95),p(99),p(99.9),count"
+"""The trend statistics asked of k6 (its default stops at p(95); the SLOs need p(99); count: how many samples)."""
 
 # The figures a load verdict reports, when the run produced them: (k6 metric, statistic, figure name).
 FIGURES = (
@@ -32,6 +32,8 @@ FIGURES = (
     ("ws_push_latency_ms", "p(50)", "push_latency_p50_ms"),
     ("ws_push_latency_ms", "p(95)", "push_latency_p95_ms"),
     ("ws_push_latency_ms", "p(99)", "push_latency_p99_ms"),
+    ("ws_push_latency_ms", "count", "push_latency_samples"),
+    ("ws_records_checked", "count", "ws_records_checked"),
     ("client_delay_ms", "p(50)", "client_delay_p50_ms"),
     ("client_delay_ms", "p(99)", "client_delay_p99_ms"),
 )
@@ -73,6 +75,13 @@ def parse(doc: dict[str, Any]) -> LoadSummary:
         value = _stat(metrics.get(metric, {}), stat)
         if value is not None:
             figures[name] = round(value, 4)
+    # The traders observe by sample (loadprofiles/lib/trader.js): say how much of the stream each figure saw.
+    received = figures.get("ws_messages")
+    if received:
+        for part, share in (("push_latency_samples", "push_latency_sampled_share"),
+                            ("ws_records_checked", "seq_checked_share")):
+            if part in figures:
+                figures[share] = round(figures[part] / received, 4)
     results = []
     for metric, values in sorted(metrics.items()):
         # In k6's export a threshold maps to whether it *failed*.
