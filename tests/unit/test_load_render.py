@@ -74,6 +74,9 @@ def test_rendered_testrun_matches_the_crd_and_the_configmap_carries_script_and_l
     assert all(render.CONFIGMAP_KEY.match(k) for k in cm["data"])
     assert "from './trader.js'" in cm["data"]["nyse-open.js"]
     assert run["spec"]["script"]["configMap"] == {"name": cm["metadata"]["name"], "file": "nyse-open.js"}
+    # The stock image (the traders need no extension) and the runner's trend stats, sample counts included.
+    assert run["spec"]["runner"]["image"].startswith("grafana/k6:")
+    assert "--summary-trend-stats avg,min,med,max,p(50),p(90),p(95),p(99),p(99.9),count" in run["spec"]["arguments"]
 
 
 def test_a_typo_in_the_testrun_is_caught_by_the_schema(tmp_path: Path) -> None:
