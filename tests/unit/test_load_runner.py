@@ -30,3 +30,23 @@ def test_a_gate_whose_prometheus_is_gone_answers_inconclusive_instead_of_raising
 
     verdict = safe_gate(gone)()
     assert verdict.outcome == "inconclusive" and "connection refused" in verdict.reasons[0]
+
+
+def test_a_k6_that_runs_past_its_deadline_is_stopped_and_the_run_fails(tmp_path: Path) -> None:
+    # Real k6 (the pinned binary), a script that would run 30 s, a 2 s deadline: the runner stops it.
+    from openbell.load.catalogue import Profile
+    from openbell.load.runner import RunOptions, deadline_s, run
+    from openbell.load.verdict import load_verdict
+    from openbell.targets.platform import Entry
+
+    script = tmp_path / "slow.js"
+    script.write_text("import { sleep } from 'k6';\n"
+                      "export const options = { vus: 1, duration: '30s' };\n"
+                      "export default function () { sleep(1); }\n")
+    options = RunOptions(None, None, {}, tmp_path / "summary.json", tmp_path / "k6.log", deadline_s=2.0)
+    target = Entry("url", "http://127.0.0.1:9", "ws://127.0.0.1:9/ws")
+    result = run(Profile("slow", "", script), target, options)
+    assert result.overran_s == 2.0 and result.elapsed_s < 20 and not result.error
+    verdict = load_verdict(result, None)
+    assert verdict.outcome == "fail" and "still running 2 s after its start" in verdict.reasons[-1]
+    assert deadline_s(75.0) == 75.0 + 180.0 + 30.0 and deadline_s(None) is None

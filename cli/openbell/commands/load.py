@@ -152,11 +152,14 @@ def _gate(prometheus_url: str, slos: list[SLO]) -> Callable[[], Verdict]:
 
 def _run_with_progress(profile: Profile, resolved: Entry, options: RunOptions,
                        planned: Callable[..., float | None], fmt: Output) -> RunResult:
+    import dataclasses
+
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from openbell.load.runner import LiveStats, k6_binary, k6_env, run
+    from openbell.load.runner import LiveStats, deadline_s, k6_binary, k6_env, run
 
     total = planned(k6_binary(), profile, k6_env(resolved, options))
+    options = dataclasses.replace(options, deadline_s=deadline_s(total))
     columns = [TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn()]
     err = console(stderr=True)
     # Live only on a terminal: piped into a CI log, the bar would be noise (the verdict says it all).

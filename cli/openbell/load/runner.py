@@ -31,6 +31,7 @@ K6_THRESHOLDS_FAILED = 99
 K6_EXTERNAL_ABORT = 105
 K6_SCRIPT_ERRORS = {104, 107, 108}  # invalid config, script exception, script aborted
 K6_STOP_GRACE_S = 30.0  # k6 stops its VUs, runs teardown and writes its summary within this
+K6_SETUP_TEARDOWN_S = 180.0  # the profiles' setupTimeout (120 s) and teardownTimeout (60 s)
 
 
 def check_reachable(target: Entry, timeout_s: float = 5.0) -> None:
@@ -70,6 +71,9 @@ class RunOptions:
     gate: Callable[[], Verdict] | None = None
     gate_interval_s: float = 15.0
     env: dict[str, str] = field(default_factory=dict)
+    # Stop k6 if it still runs this long after its start: past its own maximum, a VU is waiting on something that
+    # never settles (seen with ~1,000 traders on two cores: event loops waiting on sockets after the interrupt).
+    deadline_s: float | None = None
 
 
 @dataclass
@@ -81,6 +85,7 @@ class RunResult:
     stopped_by_gate: Verdict | None = None
     gate_checks: list[Verdict] = field(default_factory=list)
     error: str = ""
+    overran_s: float | None = None  # set when k6 was stopped for running past options.deadline_s
 
 
 def planned_duration_s(k6: Path, profile: Profile, env: dict[str, str]) -> float | None:
@@ -95,6 +100,14 @@ def planned_duration_s(k6: Path, profile: Profile, env: dict[str, str]) -> float
     except (OSError, ValueError, subprocess.TimeoutExpired):
         return None
     return _go_duration_s(str(total))
+
+
+def deadline_s(planned_s: float | None) -> float | None:
+    """How long k6 may run before it is stopped: its scenarios' maximum (graceful stops included), the scripts'
+    setup and teardown timeouts, and the time it is given to stop and write its summary."""
+    if planned_s is None:
+        return None
+    return planned_s + K6_SETUP_TEARDOWN_S + K6_STOP_GRACE_S
 
 
 def _go_duration_s(text: str) -> float | None:
@@ -150,6 +163,10 @@ def run(profile: Profile, target: Entry, options: RunOptions,
                         if verdict.outcome == "fail":
                             result.stopped_by_gate = verdict
                             child.stop(proc, K6_STOP_GRACE_S)
+                    if options.deadline_s is not None and proc.poll() is None \
+                            and time.monotonic() - started > options.deadline_s:
+                        result.overran_s = options.deadline_s
+                        child.stop(proc, K6_STOP_GRACE_S)
         except KeyboardInterrupt:
             result.interrupted = True
         finally:
@@ -162,7 +179,8 @@ def run(profile: Profile, target: Entry, options: RunOptions,
             result.summary = read(options.summary_path)
         except SpecError:
             result.summary = None  # k6 killed while writing it: no figures, the verdict says so
-    if result.returncode not in (0, K6_THRESHOLDS_FAILED) and not (result.interrupted or result.stopped_by_gate):
+    stopped = result.interrupted or result.stopped_by_gate or result.overran_s is not None
+    if result.returncode not in (0, K6_THRESHOLDS_FAILED) and not stopped:
         result.error = k6_error_line(options.log_path) or f"k6 exited {result.returncode}"
     return result
 

@@ -38,6 +38,11 @@ def load_verdict(result: RunResult, after: Verdict | None) -> Verdict:
         outcomes.append("fail")
         during = "; ".join(result.stopped_by_gate.reasons)
         reasons.append(f"stopped early: the SLO gate failed during the run: {during}")
+    if result.overran_s is not None:
+        outcomes.append("fail")
+        reasons.append(f"k6 was still running {result.overran_s:.0f} s after its start, past its scenarios' maximum "
+                       f"and its setup and teardown timeouts: stopped (some VUs never finished; the summary is "
+                       f"partial)")
     if after is not None:
         figures["slo_gate"] = after.to_dict()
         if after.outcome == "inconclusive":
