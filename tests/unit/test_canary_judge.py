@@ -73,5 +73,8 @@ def test_the_sequential_scoped_burn_fails_only_when_surely_above_the_page_thresh
     assert decide_scoped_sequential("api", api, 20, 1 / 160, 160, 0.0, 0.0002).outcome == "pass"
     assert decide_scoped_sequential("api", api, 20, 0.0, 160, None, 0.0002).outcome == "pass"
     assert decide_scoped_sequential("api", api, 20, None, 0, None, 0.0002).outcome is None
+    # increase() extrapolates good and total apart: a ratio a little below 0 is no bad event (the gameday
+    # crashed on -301 of 32,725 before).
+    assert decide_scoped_sequential("api", api, 20, -301 / 32725, 32725, 0.0, 0.0002).outcome == "pass"
     # Stable burning alike is not the canary's doing.
     assert decide_scoped_sequential("api", api, 20, 5 / 160, 160, 0.03, 0.0002).outcome == "pass"

@@ -290,8 +290,10 @@ def decide_scoped_sequential(label: str, slo: SLO, window_s: float, ratio: float
     if none is not None:
         return none
     assert ratio is not None and events is not None  # _scoped_inputs answered when either was missing
-    n = round(events)
-    bad = min(n, round(ratio * events))
+    n = max(0, round(events))
+    # The ratio comes from PromQL increase() over separate series (good and total), each extrapolated on its
+    # own: a healthy canary's can come out slightly below 0 (seen: -0.9% of 32,725 pushes), which is no bad event.
+    bad = min(n, max(0, round(ratio * events)))
     low, high = confidence_sequence(bad, n, alpha)
     figures = (f"canary {bad}/{n} bad ({ratio:.3%}, between {low:.3%} and {high:.3%}) vs the page threshold "
                f"{threshold:.3%} ({page.burn_rate:g}x)"
