@@ -30,8 +30,8 @@ def test_the_default_plan_is_valid_and_resolves() -> None:
     assert plan.slo_paths == (ROOT / "slo",)
     load, canary = plan.phases[0].action, plan.phases[1].action
     assert isinstance(load, LoadPhase) and load.profile == "nyse-open" and load.thresholds == "report"
-    # The default load fits the machine: half of what every SLO held at here (the plan fixes no scale).
-    assert load.calibrated and load.scale is None and load.capacity_fraction == 0.5
+    # The default load fits the machine: a quarter of what every SLO held at here (the plan fixes no scale).
+    assert load.calibrated and load.scale is None and load.capacity_fraction == 0.25
     assert isinstance(canary, CanaryPhase) and canary.steps == (10, 50, 100) and "{run}" in canary.version
     assert canary.probe_rate == 5
     assert plan.phases[1].start.at_s == 40.0
@@ -123,8 +123,9 @@ def test_references_name_the_field() -> None:
                                                                             "kafka-broker-loss"])
     with pytest.raises(SpecError, match=r"spec.phases\[0\].load.scale: calibrated needs the sandbox target"):
         check_references(plan, "kubernetes", {"kafka-consumer-lag"}, ["nyse-open"], ["gateway-pod-loss"])
-    fixed = parse_plan(_set(_set(_doc(), "spec.phases.0.load.scale", 0.0005), "spec.phases.1.canary.probe_rate", 0),
-                       DEFAULT)
+    fixed_scale = _set(_set(_doc(), "spec.phases.0.load.scale", 0.0005), "spec.phases.0.load.capacity_fraction",
+                       _DELETE)
+    fixed = parse_plan(_set(fixed_scale, "spec.phases.1.canary.probe_rate", 0), DEFAULT)
     with pytest.raises(SpecError, match=r"spec.phases\[2\].chaos.experiment: no kubernetes experiment"):
         check_references(fixed, "kubernetes", {"kafka-consumer-lag"}, ["nyse-open"], ["gateway-pod-loss"])
     with pytest.raises(SpecError, match=r"spec.phases\[0\].load.capacity_fraction: only with scale: calibrated"):

@@ -345,14 +345,15 @@ MAX_CAPACITY_FRACTION = 0.5  # a default load leaves at least half of what the m
 def _load(r: _Reader, raw: dict[str, Any], where: str) -> LoadPhase:
     r.known(raw, where, ("profile", "scale", "capacity_fraction", "time_scale", "thresholds", "env"))
     calibrated = raw.get("scale") == "calibrated"
+    if isinstance(raw.get("scale"), str) and not calibrated:
+        raise r.fail(f"{where}.scale", f"expected a number in (0, 10] or calibrated, got {raw['scale']!r}")
+    scale = None if calibrated else r.number(raw, "scale", where, 0.0, 10.0)  # a bad scale is named first
     if "capacity_fraction" in raw and not calibrated:
         raise r.fail(f"{where}.capacity_fraction", "only with scale: calibrated (a fixed scale is the plan's own)")
     fraction = r.number(raw, "capacity_fraction", where, 0.0, MAX_CAPACITY_FRACTION, MAX_CAPACITY_FRACTION)
-    if isinstance(raw.get("scale"), str) and not calibrated:
-        raise r.fail(f"{where}.scale", f"expected a number in (0, 10] or calibrated, got {raw['scale']!r}")
     return LoadPhase(
         profile=r.text(raw, "profile", where, pattern=re.compile(r"^[\w./-]+$"), hint="a profile name or a .js path"),
-        scale=None if calibrated else r.number(raw, "scale", where, 0.0, 10.0),
+        scale=scale,
         time_scale=r.number(raw, "time_scale", where, 0.0, 10.0),
         calibrated=calibrated, capacity_fraction=fraction if fraction is not None else MAX_CAPACITY_FRACTION,
         thresholds=r.choice(raw, "thresholds", where, ("report", "gate"), "report"),  # type: ignore[arg-type]
