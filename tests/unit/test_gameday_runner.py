@@ -292,9 +292,10 @@ def test_ctrl_c_stops_every_phase_and_ends_interrupted(tmp_path: Path) -> None:
     import os
     import threading
 
-    # The runner must restore the handler it found. Start from Python's own, whatever an earlier test in this
-    # process left (the full suite once left SIGINT ignored by the time this test ran; see issue 18's note).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    # The runner must restore the handler it found. Start from Python's own: a process started in the background
+    # by a non-interactive shell (as a CI job may start the suite) begins with SIGINT ignored, and Python keeps
+    # that, so the runner rightly restores SIG_IGN there (issue 18's note took it for an earlier test's leak).
+    found = signal.signal(signal.SIGINT, signal.default_int_handler)
     slow_rollback = _SLEEP_THEN_STOP.replace("def stop(*a):\n", "def stop(*a):\n    time.sleep(1.5)\n")
     game = _scripted(tmp_path, {"market-open": slow_rollback})
     first = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
@@ -306,4 +307,5 @@ def test_ctrl_c_stops_every_phase_and_ends_interrupted(tmp_path: Path) -> None:
     second.join()
     assert outcome.verdict == "interrupted" and outcome.exit_code == 130
     assert {r.phase.name: r.outcome for r in game.runs}["market-open"] == "interrupted"
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    restored = signal.signal(signal.SIGINT, found)
+    assert restored is signal.default_int_handler
